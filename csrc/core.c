@@ -1,0 +1,387 @@
+/*
+ * core.c: luaopen_corio_core and what every other file shares: the
+ * per-state context, the class builder, the one error type, the one
+ * options parser, and the Lua 5.1 shims declared in compat.h.
+ */
+#include "corio.h"
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+
+const char corio_raise_mark = 0;
+
+#define CTX_KEY "corio.ctx"
+#define ERROR_MT "corio.Error"
+#define WRAP_KEY "corio.await_wrapper"
+
+corio_ctx *corio_ctx_get(lua_State *L) {
+  return (corio_ctx *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* ------------------------------------------------------ function tables */
+
+#ifndef CORIO_YIELDK
+/* Without continuations an awaiting C function returns the values it was
+   resumed with; this wrapper raises when they start with the raise mark. */
+static const char wrapper_src[] =
+    "local f, mark = ...\n"
+    "local function chk(a, ...)\n"
+    "  if a == mark then error((...), 0) end\n"
+    "  return a, ...\n"
+    "end\n"
+    "return function(...) return chk(f(...)) end\n";
+
+static void aux_wrap_await(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, WRAP_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    if (luaL_loadbuffer(L, wrapper_src, sizeof wrapper_src - 1, "=corio"))
+      lua_error(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, WRAP_KEY);
+  }
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, (void *)&corio_raise_mark);
+  lua_call(L, 2, 1);
+}
+#endif
+
+void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  for (; l && l->name; l++) {
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l->func, 1);
+#ifndef CORIO_YIELDK
+    if (await) aux_wrap_await(L);
+#else
+    (void)await;
+#endif
+    lua_setfield(L, -3, l->name);
+  }
+  lua_pop(L, 1);
+}
+
+void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                 const luaL_Reg *await_methods, const luaL_Reg *meta) {
+  luaL_newmetatable(L, name);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_newtable(L);
+  corio_setfuncs(L, methods, 0);
+  corio_setfuncs(L, await_methods, 1);
+  lua_setfield(L, -2, "__index");
+  corio_setfuncs(L, meta, 0);
+}
+
+/* ---------------------------------------------------------- error type */
+
+static void aux_error_new(lua_State *L, const char *kind, const char *code) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_insert(L, -2); /* message below the table -> move it in */
+  lua_setfield(L, -2, "message");
+  if (code) {
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+  }
+  luaL_getmetatable(L, ERROR_MT);
+  lua_setmetatable(L, -2);
+}
+
+void corio_error_push(lua_State *L, const char *kind, const char *code,
+                      const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  aux_error_new(L, kind, code);
+}
+
+int corio_error_raise(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  aux_error_new(L, kind, NULL);
+  return lua_error(L);
+}
+
+int corio_fail(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  lua_pushnil(L);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  aux_error_new(L, kind, NULL);
+  return 2;
+}
+
+int corio_is_error(lua_State *L, int idx, const char *kind) {
+  int ok;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  luaL_getmetatable(L, ERROR_MT);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  if (!ok || !kind) return ok;
+  lua_getfield(L, idx, "kind");
+  ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind) == 0;
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* tostring(err): one readable line, "kind: message [CODE] (in task 'x')" */
+static int lerror_tostring(lua_State *L) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_getfield(L, 1, "kind");
+  luaL_addvalue(&b);
+  luaL_addstring(&b, ": ");
+  lua_getfield(L, 1, "message");
+  if (!lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "?");
+  }
+  luaL_addvalue(&b);
+  lua_getfield(L, 1, "code");
+  if (lua_isstring(L, -1)) {
+    luaL_addstring(&b, " [");
+    luaL_addvalue(&b);
+    luaL_addstring(&b, "]");
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, 1, "task");
+  if (lua_isstring(L, -1)) {
+    luaL_addstring(&b, " (in task '");
+    luaL_addvalue(&b);
+    luaL_addstring(&b, "')");
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int aux_is_kind(lua_State *L, const char *kind) {
+  lua_pushboolean(L, corio_is_error(L, 1, kind));
+  return 1;
+}
+static int lcorio_is_cancelled(lua_State *L) {
+  return aux_is_kind(L, "cancelled");
+}
+static int lcorio_is_timeout(lua_State *L) { return aux_is_kind(L, "timeout"); }
+
+/* corio.is_error(e [, kind]) */
+static int lcorio_is_error(lua_State *L) {
+  lua_pushboolean(L, corio_is_error(L, 1, luaL_optstring(L, 2, NULL)));
+  return 1;
+}
+
+/* core.error(kind, message [, code]) -> a new error object (Lua layer) */
+static int lcorio_error(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *msg = luaL_checkstring(L, 2);
+  const char *code = luaL_optstring(L, 3, NULL);
+  corio_error_push(L, kind, code, "%s", msg);
+  return 1;
+}
+
+/* ------------------------------------------------------------- options */
+
+int corio_opt_present(lua_State *L, int idx, const char *fname,
+                      const char *const allowed[]) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (!lua_istable(L, idx))
+    return luaL_error(L, "bad argument #%d to '%s' (options table expected, "
+                      "got %s)", idx, fname, luaL_typename(L, idx));
+  if (!allowed) return 1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *const *a = allowed;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      while (*a && strcmp(*a, k) != 0) a++;
+    }
+    if (!*a)
+      return luaL_error(L, "bad option '%s' to '%s' (unknown option)",
+                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                       : "?", fname);
+  }
+  return 1;
+}
+
+double corio_opt_number(lua_State *L, int idx, const char *key, double def,
+                        const char *fname) {
+  double v;
+  if (idx == 0 || !lua_istable(L, idx)) return def;
+  lua_getfield(L, idx, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  if (lua_type(L, -1) != LUA_TNUMBER)
+    return luaL_error(L, "bad option '%s' to '%s' (number expected, got %s)",
+                      key, fname, luaL_typename(L, -1));
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+const char *corio_opt_string(lua_State *L, int idx, const char *key,
+                             const char *def, const char *fname) {
+  const char *s;
+  if (idx == 0 || !lua_istable(L, idx)) return def;
+  lua_getfield(L, idx, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  if (lua_type(L, -1) != LUA_TSTRING) {
+    luaL_error(L, "bad option '%s' to '%s' (string expected, got %s)", key,
+               fname, luaL_typename(L, -1));
+    return NULL;
+  }
+  /* the string stays alive in the options table the caller holds */
+  s = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return s;
+}
+
+double corio_opt_timeout(lua_State *L, int idx, const char *fname) {
+  static const char *const allowed[] = {"timeout", NULL};
+  double v;
+  if (!corio_opt_present(L, idx, fname, allowed)) return -1;
+  v = corio_opt_number(L, idx, "timeout", -1, fname);
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "timeout");
+    if (!lua_isnil(L, -1) && (v != v || v < 0))
+      luaL_error(L, "bad option 'timeout' to '%s' (non-negative number of "
+                 "seconds expected)", fname);
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+double corio_check_seconds(lua_State *L, int arg) {
+  double s = luaL_checknumber(L, arg);
+  if (s != s || s < 0)
+    luaL_argerror(L, arg, "non-negative number of seconds expected");
+  return s;
+}
+
+/* --------------------------------------------------------- 5.1 shims */
+
+#if LUA_VERSION_NUM < 503 && !defined(LUAJIT_VERSION_NUM)
+/* PUC Lua 5.1 has no lua_isyieldable. Its lua_State layout is frozen
+   (5.1.5), so mirror the head of it to read the C-call counters that
+   lua_yield itself checks: yielding fails when nCcalls > baseCcalls. */
+struct corio_lua51_state {
+  void *next;
+  unsigned char tt, marked, status;
+  void *top, *base, *l_G, *ci;
+  const void *savedpc;
+  void *stack_last, *stack, *end_ci, *base_ci;
+  int stacksize, size_ci;
+  unsigned short nCcalls, baseCcalls;
+};
+
+int corio_isyieldable(lua_State *L) {
+  const struct corio_lua51_state *s = (const struct corio_lua51_state *)L;
+  return s->nCcalls <= s->baseCcalls;
+}
+#endif
+
+#ifdef CORIO_NEED_51_AUX
+void corio_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup) {
+  luaL_checkstack(L, nup, "too many upvalues");
+  for (; l->name; l++) {
+    int i;
+    for (i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, l->func, nup);
+    lua_setfield(L, -(nup + 2), l->name);
+  }
+  lua_pop(L, nup);
+}
+
+void *corio_compat_testudata(lua_State *L, int ud, const char *tname) {
+  void *p = lua_touserdata(L, ud);
+  if (p && lua_getmetatable(L, ud)) {
+    luaL_getmetatable(L, tname);
+    if (!lua_rawequal(L, -1, -2)) p = NULL;
+    lua_pop(L, 2);
+    return p;
+  }
+  return NULL;
+}
+
+void corio_compat_traceback(lua_State *L, lua_State *L1, const char *msg,
+                            int level) {
+  lua_getglobal(L, "debug");
+  lua_getfield(L, -1, "traceback");
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushstring(L, msg ? msg : "");
+    return;
+  }
+  if (L1 != L) {
+    lua_pushthread(L1);
+    lua_xmove(L1, L, 1);
+  }
+  if (msg) lua_pushstring(L, msg); else lua_pushnil(L);
+  lua_pushinteger(L, level);
+  if (lua_pcall(L, L1 != L ? 3 : 2, 1, 0) != 0 || !lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushstring(L, msg ? msg : "");
+  }
+}
+#endif
+
+/* ---------------------------------------------------------------- open */
+
+static const luaL_Reg core_funcs[] = {
+    {"is_cancelled", lcorio_is_cancelled},
+    {"is_timeout", lcorio_is_timeout},
+    {"is_error", lcorio_is_error},
+    {"error", lcorio_error},
+    {NULL, NULL}};
+
+static const luaL_Reg error_meta[] = {{"__tostring", lerror_tostring},
+                                      {NULL, NULL}};
+
+__attribute__((visibility("default"))) int luaopen_corio_core(lua_State *L) {
+  corio_ctx *ctx;
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    ctx = (corio_ctx *)lua_newuserdata(L, sizeof *ctx);
+    memset(ctx, 0, sizeof *ctx);
+    ctx->next_id = 1;
+    lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_newmetatable(L, ERROR_MT);
+  lua_pushliteral(L, ERROR_MT);
+  lua_setfield(L, -2, "__name");
+  corio_setfuncs(L, error_meta, 0);
+  lua_pop(L, 1);
+
+  lua_newtable(L);
+  corio_setfuncs(L, core_funcs, 0);
+  luaL_getmetatable(L, ERROR_MT);
+  lua_setfield(L, -2, "Error");
+  corio_open_runtime(L);
+  corio_open_task(L);
+  corio_open_time(L);
+  corio_open_scope(L);
+  corio_open_sync(L);
+  corio_open_channel(L);
+  corio_open_observe(L);
+  lua_pushstring(L, uv_version_string());
+  lua_setfield(L, -2, "_uv_version");
+  return 1;
+}

@@ -1,0 +1,339 @@
+/*
+ * corio.h: the one internal header shared by every file in csrc/.
+ *
+ * Vocabulary:
+ *   runtime (corio_rt)  owns a uv_loop_t, the ready queue, the timer heap.
+ *   task (corio_task)   a coroutine plus a small fixed struct; parked tasks
+ *                       cost nothing else (wait record and timer are inside).
+ *   scope (corio_scope) a cancel scope (Trio): cancelled, maybe a deadline,
+ *                       maybe a shield; scopes and tasks form one tree.
+ *
+ * The await protocol (the only way a task ever waits):
+ *
+ *   corio_task *t = corio_await_begin(L, "acquire");  // raises if not in a
+ *                                       // task, or if cancellation pending
+ *   ... link t->link into the primitive's FIFO wait list ...
+ *   return corio_await(L, t, "semaphore", sem_abort, sem, timeout);
+ *
+ * and later, from any task or callback on the loop thread:
+ *
+ *   lua_State *co = corio_wake_stack(t, 1);  lua_pushvalue/xmove...(co)
+ *   corio_wake(t, 1);                        // the await returns 1 value
+ *
+ * or corio_wake_raise(t) after pushing an error object on co: the await
+ * raises it. A task is in at most one list through t->link: the ready
+ * queue or one primitive's wait list, never both.
+ *
+ * abort(t, woken) is how a wait ends early (cancellation, timeout):
+ *   woken == 0: t is still linked in the primitive: unlink it and return 1,
+ *               or return 0 to refuse (a wait that must not be interrupted;
+ *               the cancellation stays pending for the next await).
+ *   woken == 1: the primitive already woke t, which has not run yet: return
+ *               1 if the primitive took back what it handed over (permit,
+ *               value), so that t gets the cancellation instead; 0 lets the
+ *               wake stand (the cancellation waits for the next await).
+ *   woken == -1: forced teardown (the runtime abandons t after a deadlock):
+ *               unlink t; the return value is ignored.
+ */
+#ifndef CORIO_H
+#define CORIO_H
+
+/* libuv's headers need the POSIX/GNU declarations under -std=c99; every
+   file includes this header first. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "compat.h"
+
+/* ---------------------------------------------------------------- lists */
+
+typedef struct corio_link {
+  struct corio_link *prev, *next;
+} corio_link;
+
+#define corio_container(p, type, member) \
+  ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+static inline void corio_list_init(corio_link *h) { h->prev = h->next = h; }
+static inline int corio_list_empty(const corio_link *h) { return h->next == h; }
+static inline int corio_linked(const corio_link *n) { return n->next != n; }
+
+/* Append n at the tail of the list h (FIFO). */
+static inline void corio_list_push(corio_link *h, corio_link *n) {
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+
+/* Unlink n; harmless when n is not linked (points at itself). */
+static inline void corio_list_remove(corio_link *n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+  n->prev = n->next = n;
+}
+
+/* Remove and return the head, or NULL when empty. */
+static inline corio_link *corio_list_shift(corio_link *h) {
+  corio_link *n = h->next;
+  if (n == h) return NULL;
+  corio_list_remove(n);
+  return n;
+}
+
+/* --------------------------------------------------------------- types */
+
+typedef struct corio_ctx corio_ctx;
+typedef struct corio_rt corio_rt;
+typedef struct corio_task corio_task;
+typedef struct corio_scope corio_scope;
+typedef struct corio_timer corio_timer;
+
+typedef int (*corio_abort_fn)(corio_task *t, int woken);
+
+/* What a timer does when due (the heap stores pointers to corio_timer). */
+enum { CORIO_TIMER_SLEEP, CORIO_TIMER_WAIT, CORIO_TIMER_SCOPE };
+
+struct corio_timer {
+  uint64_t due;    /* nanoseconds on the runtime clock */
+  uint32_t seq;    /* arm order: equal deadlines fire FIFO */
+  int32_t index;   /* slot in the heap, -1 when not armed */
+  uint8_t kind;    /* CORIO_TIMER_* */
+};
+
+typedef struct corio_wait {
+  const char *what;      /* "sleep", "join", "semaphore" ...: tasks()/dump */
+  corio_abort_fn abort;  /* NULL: nothing to undo, always abortable */
+  void *obj;             /* the primitive waited on */
+  int32_t arg;           /* the primitive's own datum (count, mode) */
+} corio_wait;
+
+enum {
+  CORIO_READY, CORIO_RUNNING, CORIO_WAITING,
+  CORIO_DONE, CORIO_FAILED, CORIO_CANCELLED
+};
+
+/* task flags */
+#define CORIO_TF_CANCEL    0x01  /* t:cancel() was called */
+#define CORIO_TF_WOKEN     0x02  /* ready because a wait ended; abortable */
+#define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
+#define CORIO_TF_REPORTED  0x08  /* its unobserved failure was reported */
+#define CORIO_TF_MAIN      0x10  /* the task rt:run() started */
+#define CORIO_TF_NOCANCEL  0x20  /* parked in a wait that refuses aborts */
+
+struct corio_task {
+  corio_link link;        /* ready queue or one wait list */
+  corio_link all;         /* rt->live while running; rt->unobserved after */
+  corio_link scope_link;  /* in scope->tasks of its innermost scope */
+  corio_link joiners;     /* tasks parked in join/wait on this task */
+  corio_rt *rt;           /* NULL once the runtime is gone */
+  lua_State *co;          /* the coroutine (anchored as the user value) */
+  corio_scope *scope;     /* innermost scope this task pushed, or NULL */
+  corio_scope *parent;    /* the scope it was spawned into, or NULL */
+  corio_wait wait;
+  corio_timer timer;      /* sleep, and the timeout of the current wait */
+  lua_Integer id;
+  int ref;                /* registry ref anchoring the task while live */
+  int nargs;              /* values on co handed over at the next resume */
+  uint8_t state;          /* CORIO_READY ... */
+  uint8_t flags;          /* CORIO_TF_* */
+};
+
+/* Scope kinds: the owner of the scope decides what its boundary does. */
+enum { CORIO_SCOPE_PLAIN, CORIO_SCOPE_TIMEOUT, CORIO_SCOPE_SHIELD,
+       CORIO_SCOPE_NURSERY };
+
+struct corio_scope {
+  corio_scope *parent;    /* enclosing scope (maybe in another task) */
+  corio_link sibling;     /* in parent->children */
+  corio_link children;    /* scopes whose parent is this one */
+  corio_link tasks;       /* tasks whose innermost scope is this one */
+  corio_timer deadline;   /* armed when the scope has a deadline */
+  corio_rt *rt;
+  corio_task *owner;      /* the task that pushed it */
+  uint8_t kind;           /* CORIO_SCOPE_* */
+  uint8_t cancelled;      /* cancel requested (directly or by deadline) */
+  uint8_t expired;        /* cancelled because its deadline passed */
+  uint8_t pushed;         /* on its owner's stack */
+  uint8_t failfast;       /* nursery: a child failure cancels the rest */
+  double secs;            /* the timeout, for the error message */
+  /* nursery bookkeeping (CORIO_SCOPE_NURSERY), see scope.c */
+  int nchildren;          /* live child tasks */
+  int error_ref;          /* first child failure, LUA_NOREF if none */
+  int others_ref;         /* table of later failures, LUA_NOREF if none */
+  corio_task *waiter;     /* owner parked until the children finish */
+};
+
+/* Per-Lua-state context: upvalue 1 of every function the module exports. */
+struct corio_ctx {
+  corio_rt *rt;           /* the runtime running now, or NULL */
+  lua_Integer next_id;
+};
+
+/* -------------------------------------------------------------- core.c */
+
+/* The marker that turns a wake into a raise (see corio_wake_raise). */
+extern const char corio_raise_mark;
+
+corio_ctx *corio_ctx_get(lua_State *L);
+/* Registers l into the table on top, each with the ctx as upvalue 1. On Lua
+   5.1/LuaJIT, awaiting functions are wrapped so that a raise request turns
+   into an error: register every function that may park with await=1. */
+void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await);
+/* Creates the metatable `name` (corio.Task, ...): __name, __index = a table
+   of methods + await_methods, and the metamethods in meta. Leaves it on the
+   stack. Any of the lists may be NULL. */
+void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                 const luaL_Reg *await_methods, const luaL_Reg *meta);
+
+/* The one error type. Pushes a new error table {kind, message, code}. */
+void corio_error_push(lua_State *L, const char *kind, const char *code,
+                      const char *fmt, ...);
+int corio_error_raise(lua_State *L, const char *kind, const char *fmt, ...);
+/* Pushes nil and a new error: `return corio_fail(L, "closed", ...)`. */
+int corio_fail(lua_State *L, const char *kind, const char *fmt, ...);
+/* 1 if the value at idx is a corio error (of this kind, unless NULL). */
+int corio_is_error(lua_State *L, int idx, const char *kind);
+
+/* Options: a trailing table. idx may be none/nil (no options). Unknown keys
+   and wrong types raise, naming fname. */
+int corio_opt_present(lua_State *L, int idx, const char *fname,
+                      const char *const allowed[]);
+double corio_opt_number(lua_State *L, int idx, const char *key, double def,
+                        const char *fname);
+const char *corio_opt_string(lua_State *L, int idx, const char *key,
+                             const char *def, const char *fname);
+/* The {timeout = s} option of a wait: seconds, or -1 for none. */
+double corio_opt_timeout(lua_State *L, int idx, const char *fname);
+/* checks a duration argument (number >= 0, not NaN) */
+double corio_check_seconds(lua_State *L, int arg);
+
+/* ----------------------------------------------------------- runtime.c */
+
+struct corio_rt {
+  uv_loop_t loop;
+  uv_timer_t uvtimer;      /* drives the heap on the real clock */
+  corio_ctx *ctx;
+  lua_State *L;            /* the state rt:run() was called from */
+  corio_task *current;     /* the task running now, or NULL */
+  corio_task *main;
+  corio_link ready;        /* FIFO of READY tasks */
+  corio_link live;         /* every task that has not finished */
+  corio_link unobserved;   /* failed tasks nobody joined yet */
+  corio_timer **heap;      /* min-heap on (due, seq) */
+  int heap_n, heap_cap;
+  uint32_t timer_seq;
+  uint64_t vnow;           /* virtual clock, ns */
+  uint64_t armed_due;      /* what uvtimer is armed for, 0 = stopped */
+  int virtual_clock;
+  int running;             /* inside rt:run() */
+  int reaping;             /* main finished: the rest are being cancelled */
+  int deadlock_ref;        /* the deadlock error, LUA_NOREF if none */
+  int loop_open;           /* uv_loop_init succeeded and not yet closed */
+  int on_error_ref;        /* user error handler, LUA_NOREF: default */
+  int ready_n;
+  double io_timeout;
+  int max_io;
+  int workers;
+  int queue;
+  /* counters for corio.stats() */
+  lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
+};
+
+/* The running runtime, or a raise naming fname when there is none. */
+corio_rt *corio_rt_get(lua_State *L, const char *fname);
+void corio_rt_push_ready(corio_rt *rt, corio_task *t);
+/* Report a failure nobody observed through the runtime's error handler. */
+void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t);
+
+/* -------------------------------------------------------------- task.c */
+
+corio_task *corio_check_task(lua_State *L, int idx);
+/* Spawns fn (at fnidx, followed by nargs arguments at the top of L) as a new
+   task of rt, inside scope parent (or NULL), named name (NULL: default).
+   Pushes the task object and returns it. */
+corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
+                             const char *name, corio_scope *parent);
+/* Pushes the task object of a live task (or a finished one that is still
+   referenced); used by corio.current() and tasks(). */
+void corio_task_push(lua_State *L, corio_task *t);
+const char *corio_task_name(lua_State *L, corio_task *t); /* pushes it too */
+const char *corio_task_status(const corio_task *t);
+
+corio_task *corio_await_begin(lua_State *L, const char *fname);
+/* Same, but never raises a pending cancellation (for waits that finish a
+   protocol, like a nursery waiting for its children). */
+corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname);
+int corio_await(lua_State *L, corio_task *t, const char *what,
+                corio_abort_fn abort, void *obj, double timeout);
+/* Park t at the back of the ready queue (corio.yield, sleep(0)). */
+int corio_yield_now(lua_State *L, corio_task *t);
+lua_State *corio_wake_stack(corio_task *t, int n);
+void corio_wake(corio_task *t, int nres);
+/* corio_wake keeps t->wait.abort so that a cancellation arriving before t
+   runs can still undo the wake (abort(t, 1)). A wake that hands nothing
+   back (nil, err results) should clear t->wait.abort first. */
+void corio_wake_raise(corio_task *t);    /* error object on top of t->co */
+/* Deliver the task's pending cancellation if it is parked (or woken but
+   not yet run) and its wait allows it; no-op otherwise. */
+void corio_task_poke(corio_task *t);
+/* The scope whose cancellation applies to t now, or NULL. A task's own
+   t:cancel() is reported as its outermost scope or, with none, as the
+   pseudo-scope CORIO_SELF_CANCEL. */
+#define CORIO_SELF_CANCEL ((corio_scope *)(void *)&corio_raise_mark)
+corio_scope *corio_task_cancelled_by(const corio_task *t);
+/* Called by the scheduler when a task has finished (results or error on
+   t->co); wakes joiners, updates counters, unanchors. */
+void corio_task_finish(lua_State *L, corio_task *t, int status, int nres);
+
+/* -------------------------------------------------------------- time.c */
+
+uint64_t corio_now_ns(corio_rt *rt);
+/* now + secs, rounded up so a deadline is never early. */
+uint64_t corio_deadline(corio_rt *rt, double secs);
+void corio_timer_arm(corio_rt *rt, corio_timer *tm, uint64_t due);
+void corio_timer_disarm(corio_rt *rt, corio_timer *tm);
+static inline int corio_timer_armed(const corio_timer *tm) {
+  return tm->index >= 0;
+}
+/* Fire every timer due by now; returns how many fired. */
+int corio_timers_run(corio_rt *rt);
+/* Next deadline, or UINT64_MAX with no timer. */
+uint64_t corio_timers_next(corio_rt *rt);
+void corio_timers_free(corio_rt *rt);
+
+/* ------------------------------------------------------------- scope.c */
+
+void corio_scope_init(corio_scope *s, corio_rt *rt, int kind);
+/* Push s as t's innermost scope / pop it (s must be innermost). */
+void corio_scope_push(corio_task *t, corio_scope *s);
+void corio_scope_pop(corio_task *t, corio_scope *s);
+/* Cancel s and everything inside it; wakes parked tasks. */
+void corio_scope_cancel(corio_scope *s);
+/* Deliver pending cancellations to every task inside s (no flag set). */
+void corio_scope_poke_tree(corio_scope *s);
+/* Detach s from the tree (GC of an abandoned scope). */
+void corio_scope_detach(corio_scope *s);
+/* A child task of nursery s finished (status CORIO_DONE/FAILED/...). */
+void corio_scope_child_done(lua_State *L, corio_scope *s, corio_task *t);
+void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm);
+
+/* -------------------------------------------------- per-file openers */
+
+void corio_open_runtime(lua_State *L);   /* each adds to the module table */
+void corio_open_task(lua_State *L);      /* on top of the stack */
+void corio_open_time(lua_State *L);
+void corio_open_scope(lua_State *L);
+void corio_open_sync(lua_State *L);
+void corio_open_channel(lua_State *L);
+void corio_open_observe(lua_State *L);
+
+/* observe.c: a readable tree of the runtime's tasks (pushes a string). */
+void corio_dump_push(lua_State *L, corio_rt *rt);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * runtime.c: corio.runtime{...}, rt:run(main, ...) and the scheduler.
+ *
+ * The scheduler resumes ready tasks in FIFO batches (a task readied during
+ * a batch runs in the next one, after I/O had a chance), fires due timers,
+ * and only then blocks in the loop. It never blocks while a task is ready.
+ * When nothing is ready, no timer is armed and no libuv handle or request
+ * is active, no task can ever wake again: that is a deadlock, reported as
+ * an error of kind "deadlock" rather than a hang.
+ */
+#include "corio.h"
+#include <stdio.h>
+#include <string.h>
+
+
+#define RT_MT "corio.Runtime"
+/* On the real clock the last stretch before a deadline is polled rather
+   than slept: the loop's millisecond clock would otherwise wake us up to a
+   millisecond late (or early, which we never allow). */
+#define SPIN_NS 1000000u
+
+corio_rt *corio_rt_get(lua_State *L, const char *fname) {
+  corio_rt *rt = corio_ctx_get(L)->rt;
+  if (!rt)
+    luaL_error(L, "%s: no corio runtime is running (call it inside "
+               "corio.run)", fname);
+  return rt;
+}
+
+void corio_rt_push_ready(corio_rt *rt, corio_task *t) {
+  corio_list_push(&rt->ready, &t->link);
+}
+
+static corio_rt *check_rt(lua_State *L, int idx) {
+  return (corio_rt *)luaL_checkudata(L, idx, RT_MT);
+}
+
+/* ------------------------------------------------------------ reports */
+
+void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
+  t->flags |= CORIO_TF_REPORTED;
+  lua_checkstack(L, 4);
+  if (rt->on_error_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->on_error_ref);
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, L, 1);
+    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return;
+    fprintf(stderr, "corio: error in on_error handler: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, L, 1);
+  lua_getfield(L, -1, "traceback");
+  lua_getfield(L, -2, "task");
+  lua_getfield(L, -3, "message");
+  fprintf(stderr, "corio: unhandled error in task '%s': %s\n%s\n",
+          lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
+          lua_isstring(L, -1) ? lua_tostring(L, -1) : "?",
+          lua_isstring(L, -3) ? lua_tostring(L, -3) : "");
+  lua_pop(L, 4);
+}
+
+static void rt_report_all(lua_State *L, corio_rt *rt) {
+  corio_link *n;
+  while ((n = corio_list_shift(&rt->unobserved))) {
+    corio_task *t = corio_container(n, corio_task, all);
+    corio_rt_report(L, rt, t);
+  }
+}
+
+/* ---------------------------------------------------------- scheduler */
+
+static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
+  int nres = 0, st;
+  t->state = CORIO_RUNNING;
+  t->flags &= ~CORIO_TF_WOKEN;
+  rt->current = t;
+  st = corio_resume(t->co, L, t->nargs, &nres);
+  rt->current = NULL;
+  if (st == LUA_YIELD) {
+    lua_pop(t->co, nres);
+    if (t->state == CORIO_RUNNING) {
+      /* a plain coroutine.yield(): the task goes to the back of the queue
+         and the yield returns nothing (DESIGN: yields pass through) */
+      t->nargs = 0;
+      t->state = CORIO_READY;
+      corio_rt_push_ready(rt, t);
+    }
+  } else {
+    corio_task_finish(L, t, st, nres);
+  }
+}
+
+/* Run the tasks ready now; those readied meanwhile wait for the next
+   batch. A marker node at the tail ends the batch. */
+static void rt_run_batch(lua_State *L, corio_rt *rt) {
+  corio_link mark, *n;
+  corio_list_push(&rt->ready, &mark);
+  while ((n = corio_list_shift(&rt->ready)) != &mark)
+    rt_step(L, rt, corio_container(n, corio_task, link));
+}
+
+static void rt_cancel_all(corio_rt *rt) {
+  corio_link *n;
+  for (n = rt->live.next; n != &rt->live; n = n->next) {
+    corio_task *t = corio_container(n, corio_task, all);
+    t->flags |= CORIO_TF_CANCEL;
+    corio_task_poke(t);
+  }
+}
+
+/* Whether anything but our own timer can still call back. */
+static int rt_io_alive(corio_rt *rt) {
+  if (rt->armed_due) {
+    uv_timer_stop(&rt->uvtimer);
+    rt->armed_due = 0;
+  }
+  return uv_loop_alive(&rt->loop);
+}
+
+static void uvtimer_on_fire(uv_timer_t *h) {
+  corio_rt *rt = (corio_rt *)h->data;
+  rt->armed_due = 0; /* the heap itself is run by the scheduler */
+}
+
+/* Block in the loop until I/O or the next deadline (real clock). */
+static void rt_wait_real(corio_rt *rt, uint64_t next) {
+  if (next != UINT64_MAX) {
+    uint64_t now = uv_hrtime();
+    if (next <= now + SPIN_NS) {
+      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      return;
+    }
+    if (rt->armed_due != next) {
+      uint64_t ms = (next - now - SPIN_NS) / 1000000u;
+      uv_update_time(&rt->loop);
+      uv_timer_start(&rt->uvtimer, uvtimer_on_fire, ms, 0);
+      rt->armed_due = next;
+    }
+  }
+  uv_run(&rt->loop, UV_RUN_ONCE);
+}
+
+/* Raise-later: record the deadlock error (with the dump) in the registry. */
+static void rt_deadlock(lua_State *L, corio_rt *rt) {
+  corio_dump_push(L, rt);
+  corio_error_push(L, "deadlock", NULL,
+                   "every task is waiting and nothing can wake "
+                   "them\n%s", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  rt->deadlock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* After a deadlock the tasks were cancelled; those still parked (their
+   cleanup waited again on something that cannot happen) are abandoned. */
+static void rt_abandon(lua_State *L, corio_rt *rt) {
+  corio_link *n;
+  while ((n = rt->live.next) != &rt->live) {
+    corio_task *t = corio_container(n, corio_task, all);
+    if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
+    corio_list_remove(&t->link);
+    lua_settop(t->co, 0);
+    corio_error_push(t->co, "cancelled", NULL,
+                     "task abandoned after a deadlock");
+    corio_task_finish(L, t, LUA_ERRRUN, 1);
+  }
+}
+
+static void rt_loop(lua_State *L, corio_rt *rt) {
+  for (;;) {
+    uint64_t next;
+    if (!corio_list_empty(&rt->ready)) {
+      rt_run_batch(L, rt);
+      if (rt_io_alive(rt)) uv_run(&rt->loop, UV_RUN_NOWAIT);
+      continue;
+    }
+    if (corio_timers_run(rt)) continue;
+    if (rt->main->state >= CORIO_DONE || rt->deadlock_ref != LUA_NOREF) {
+      if (!rt->n_live) return;
+      if (!rt->reaping) {
+        rt->reaping = 1;
+        rt_cancel_all(rt);
+        continue;
+      }
+    }
+    next = corio_timers_next(rt);
+    if (next == UINT64_MAX && !rt_io_alive(rt)) {
+      if (rt->deadlock_ref == LUA_NOREF) {
+        rt_deadlock(L, rt);
+        rt->reaping = 1;
+        rt_cancel_all(rt);
+        continue;
+      }
+      rt_abandon(L, rt);
+      return;
+    }
+    if (!rt->virtual_clock) {
+      rt_wait_real(rt, next);
+    } else if (rt_io_alive(rt)) {
+      uv_run(&rt->loop, next == UINT64_MAX ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+      if (corio_list_empty(&rt->ready) && next != UINT64_MAX) rt->vnow = next;
+    } else {
+      rt->vnow = next; /* nothing else can happen first: jump */
+    }
+  }
+}
+
+/* The loop runs under lua_pcall so that a memory error cannot leave the
+   runtime marked as running. */
+static int rt_protected_loop(lua_State *L) {
+  rt_loop(L, (corio_rt *)lua_touserdata(L, 1));
+  return 0;
+}
+
+/* rt:run(main, ...) -> main's results; raises main's error */
+static int lrt_run(lua_State *L) {
+  corio_rt *rt = check_rt(L, 1);
+  corio_ctx *ctx = corio_ctx_get(L);
+  int st, n, raise = 0;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (ctx->rt)
+    return luaL_error(L, "run: a corio runtime is already running (run "
+                      "cannot be called inside a task)");
+  if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
+  ctx->rt = rt;
+  rt->L = L;
+  rt->running = 1;
+  rt->reaping = 0;
+  rt->deadlock_ref = LUA_NOREF;
+  rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
+  rt->main->flags |= CORIO_TF_MAIN | CORIO_TF_OBSERVED;
+  lua_pushcfunction(L, rt_protected_loop);
+  lua_pushlightuserdata(L, rt);
+  st = lua_pcall(L, 1, 0, 0);
+  ctx->rt = NULL;
+  rt->running = 0;
+  rt->current = NULL;
+  if (st != LUA_OK) return lua_error(L);
+  rt_report_all(L, rt);
+  if (rt->deadlock_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
+    rt->deadlock_ref = LUA_NOREF;
+    return lua_error(L);
+  }
+  /* the main task object is on L's stack (pushed by spawn): anchored */
+  {
+    corio_task *m = rt->main;
+    n = m->nargs;
+    luaL_checkstack(L, n + 1, "too many results");
+    if (m->state == CORIO_DONE) {
+      int i;
+      for (i = n; i >= 1; i--) {
+        lua_pushvalue(m->co, -i);
+        lua_xmove(m->co, L, 1);
+      }
+    } else {
+      lua_pushvalue(m->co, -1);
+      lua_xmove(m->co, L, 1);
+      raise = 1;
+      n = 1;
+    }
+  }
+  rt->main = NULL;
+  if (raise) return lua_error(L);
+  return n;
+}
+
+/* ------------------------------------------------------------ create */
+
+static int aux_positive(lua_State *L, double v, const char *key) {
+  if (v != v || v < 1 || v > 1e6)
+    luaL_error(L, "bad option '%s' to 'runtime' (number from 1 to 1e6 "
+               "expected)", key);
+  return (int)v;
+}
+
+/* Pushes a new runtime configured by the options table at opt (0: none). */
+static corio_rt *rt_new(lua_State *L, int opt) {
+  static const char *const allowed[] = {"workers", "queue", "io_timeout",
+                                        "max_io", "clock", "on_error", NULL};
+  const char *clock;
+  double io_timeout;
+  corio_rt *rt;
+  int r;
+  if (opt) corio_opt_present(L, opt, "runtime", allowed);
+  clock = corio_opt_string(L, opt, "clock", "real", "runtime");
+  if (strcmp(clock, "real") != 0 && strcmp(clock, "virtual") != 0)
+    luaL_error(L, "bad option 'clock' to 'runtime' ('real' or 'virtual' "
+               "expected, got '%s')", clock);
+  io_timeout = corio_opt_number(L, opt, "io_timeout", 30, "runtime");
+  if (io_timeout != io_timeout || io_timeout <= 0)
+    luaL_error(L, "bad option 'io_timeout' to 'runtime' (positive number "
+               "of seconds expected)");
+  rt = (corio_rt *)lua_newuserdata(L, sizeof *rt);
+  memset(rt, 0, sizeof *rt);
+  rt->on_error_ref = LUA_NOREF;
+  rt->deadlock_ref = LUA_NOREF;
+  corio_list_init(&rt->ready);
+  corio_list_init(&rt->live);
+  corio_list_init(&rt->unobserved);
+  luaL_setmetatable(L, RT_MT);
+  rt->ctx = corio_ctx_get(L);
+  rt->L = L;
+  rt->virtual_clock = clock[0] == 'v';
+  rt->io_timeout = io_timeout;
+  rt->workers = aux_positive(L, corio_opt_number(L, opt, "workers", 4,
+                                                 "runtime"), "workers");
+  rt->queue = aux_positive(L, corio_opt_number(L, opt, "queue", 1024,
+                                               "runtime"), "queue");
+  rt->max_io = aux_positive(L, corio_opt_number(L, opt, "max_io", 256,
+                                                "runtime"), "max_io");
+  if (opt && lua_istable(L, opt)) {
+    lua_getfield(L, opt, "on_error");
+    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+      luaL_error(L, "bad option 'on_error' to 'runtime' (function "
+                 "expected, got %s)", luaL_typename(L, -1));
+    if (lua_isfunction(L, -1)) rt->on_error_ref = luaL_ref(L,
+                                                   LUA_REGISTRYINDEX);
+    else lua_pop(L, 1);
+  }
+  if ((r = uv_loop_init(&rt->loop)) != 0)
+    luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
+  rt->loop_open = 1;
+  uv_timer_init(&rt->loop, &rt->uvtimer);
+  rt->uvtimer.data = rt;
+  return rt;
+}
+
+/* corio.runtime{workers=, queue=, io_timeout=, max_io=, clock=, on_error=} */
+static int lcorio_runtime(lua_State *L) {
+  rt_new(L, lua_isnoneornil(L, 1) ? 0 : 1);
+  return 1;
+}
+
+/* corio.run(main, ...) = corio.runtime():run(main, ...) */
+static int lcorio_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  rt_new(L, 0);
+  lua_insert(L, 1);
+  return lrt_run(L);
+}
+
+static void rt_on_close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Detach every task still pointing at rt, close the loop. No Lua code. */
+static int lrt_gc(lua_State *L) {
+  corio_rt *rt = (corio_rt *)luaL_checkudata(L, 1, RT_MT);
+  corio_link *n;
+  while ((n = corio_list_shift(&rt->live)))
+    corio_container(n, corio_task, all)->rt = NULL;
+  while ((n = corio_list_shift(&rt->unobserved)))
+    corio_container(n, corio_task, all)->rt = NULL;
+  while ((n = corio_list_shift(&rt->ready))) {
+  }
+  corio_timers_free(rt);
+  if (rt->loop_open) {
+    rt->loop_open = 0;
+    uv_walk(&rt->loop, rt_on_close_walk, NULL);
+    uv_run(&rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&rt->loop);
+  }
+  if (rt->on_error_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
+    rt->on_error_ref = LUA_NOREF;
+  }
+  return 0;
+}
+
+static int lrt_tostring(lua_State *L) {
+  corio_rt *rt = check_rt(L, 1);
+  lua_pushfstring(L, "corio.Runtime(%s clock, %s)",
+                  rt->virtual_clock ? "virtual" : "real",
+                  rt->running ? "running" : "idle");
+  return 1;
+}
+
+static const luaL_Reg rt_methods[] = {{"run", lrt_run}, {NULL, NULL}};
+static const luaL_Reg rt_meta[] = {
+    {"__gc", lrt_gc}, {"__tostring", lrt_tostring}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"runtime", lcorio_runtime}, {"run", lcorio_run}, {NULL, NULL}};
+
+void corio_open_runtime(lua_State *L) {
+  corio_class(L, RT_MT, rt_methods, NULL, rt_meta);
+  lua_pop(L, 1);
+  corio_setfuncs(L, funcs, 0);
+}

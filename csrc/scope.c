@@ -1,0 +1,318 @@
+/*
+ * scope.c: cancel scopes (Trio's model) and nurseries.
+ *
+ * Scopes and tasks form one tree. A task's own scopes are a chain from its
+ * innermost scope (t->scope) outwards; the outermost one's parent is the
+ * scope the task was spawned into (t->parent), which belongs to the task
+ * that opened that nursery. Each scope lists its child scopes and the
+ * tasks whose innermost scope it is, so cancelling a scope reaches every
+ * task inside it in time proportional to what is inside, not to the
+ * number of tasks in the runtime. Invariants:
+ *   - a task is linked (scope_link) in at most one scope's task list: its
+ *     innermost scope's, else its parent's, else none;
+ *   - a scope is in its parent's children list while it is pushed;
+ *   - a shield stops cancellation from outside (not its own deadlines,
+ *     which are scopes inside it).
+ *
+ * The boundaries (timeout, shield, scope) are written in Lua around a
+ * yieldable pcall (lua/corio/init.lua); this file gives them enter/exit.
+ */
+#include "corio.h"
+#include <string.h>
+
+
+#define SCOPE_MT "corio.Scope"
+
+void corio_scope_init(corio_scope *s, corio_rt *rt, int kind) {
+  memset(s, 0, sizeof *s);
+  s->rt = rt;
+  s->kind = (uint8_t)kind;
+  s->failfast = 1;
+  s->deadline.index = -1;
+  s->deadline.kind = CORIO_TIMER_SCOPE;
+  s->error_ref = s->others_ref = LUA_NOREF;
+  corio_list_init(&s->sibling);
+  corio_list_init(&s->children);
+  corio_list_init(&s->tasks);
+}
+
+static corio_link *aux_home(corio_task *t) {
+  if (t->scope) return &t->scope->tasks;
+  if (t->parent) return &t->parent->tasks;
+  return NULL;
+}
+
+void corio_scope_push(corio_task *t, corio_scope *s) {
+  s->owner = t;
+  s->parent = t->scope ? t->scope : t->parent;
+  if (s->parent) corio_list_push(&s->parent->children, &s->sibling);
+  corio_list_remove(&t->scope_link);
+  t->scope = s;
+  corio_list_push(&s->tasks, &t->scope_link);
+  s->pushed = 1;
+}
+
+void corio_scope_detach(corio_scope *s) {
+  corio_link *n;
+  corio_list_remove(&s->sibling);
+  if (s->rt && corio_timer_armed(&s->deadline))
+    corio_timer_disarm(s->rt, &s->deadline);
+  while ((n = corio_list_shift(&s->children)))
+    corio_container(n, corio_scope, sibling)->parent = NULL;
+  while ((n = corio_list_shift(&s->tasks))) {
+    corio_task *t = corio_container(n, corio_task, scope_link);
+    if (t->scope == s) t->scope = NULL;
+    if (t->parent == s) t->parent = NULL;
+  }
+  s->pushed = 0;
+}
+
+void corio_scope_pop(corio_task *t, corio_scope *s) {
+  corio_link *home;
+  if (!s->pushed || s->owner != t) return;
+  /* inner scopes left pushed (an abandoned body) go first */
+  while (t->scope && t->scope != s && t->scope->owner == t)
+    corio_scope_pop(t, t->scope);
+  corio_list_remove(&t->scope_link);
+  t->scope = (s->parent && s->parent->owner == t) ? s->parent : NULL;
+  corio_scope_detach(s);
+  if ((home = aux_home(t))) corio_list_push(home, &t->scope_link);
+}
+
+void corio_scope_poke_tree(corio_scope *s) {
+  corio_link *n;
+  for (n = s->tasks.next; n != &s->tasks; n = n->next)
+    corio_task_poke(corio_container(n, corio_task, scope_link));
+  for (n = s->children.next; n != &s->children; n = n->next) {
+    corio_scope *c = corio_container(n, corio_scope, sibling);
+    if (c->kind != CORIO_SCOPE_SHIELD) corio_scope_poke_tree(c);
+  }
+}
+
+void corio_scope_cancel(corio_scope *s) {
+  if (s->cancelled) return;
+  s->cancelled = 1;
+  if (s->rt && corio_timer_armed(&s->deadline))
+    corio_timer_disarm(s->rt, &s->deadline);
+  corio_scope_poke_tree(s);
+}
+
+void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm) {
+  corio_scope *s = corio_container(tm, corio_scope, deadline);
+  (void)rt;
+  if (s->cancelled) return;
+  s->expired = 1;
+  corio_scope_cancel(s);
+}
+
+/* ---------------------------------------------------------- nurseries */
+
+/* Records the error on top of L as a failure of the nursery: the first
+   becomes the error the scope raises, later ones go to err.others. */
+static void aux_record(lua_State *L, corio_scope *s) {
+  if (s->error_ref == LUA_NOREF) {
+    s->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return;
+  }
+  if (s->others_ref == LUA_NOREF) {
+    lua_newtable(L);
+    s->others_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
+static void aux_wake_waiter(corio_scope *s) {
+  corio_task *w = s->waiter;
+  if (!w || s->nchildren > 0) return;
+  s->waiter = NULL;
+  w->wait.abort = NULL;
+  corio_wake(w, 0);
+}
+
+void corio_scope_child_done(lua_State *L, corio_scope *s, corio_task *t) {
+  s->nchildren--;
+  if (t->state == CORIO_FAILED && s->failfast) {
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, L, 1);
+    aux_record(L, s);
+    corio_scope_cancel(s);
+  }
+  aux_wake_waiter(s);
+}
+
+/* A nursery's owner waiting for its children cannot be interrupted: its
+   cancellation reaches the children, and it waits for their cleanup. */
+static int nursery_abort(corio_task *t, int woken) {
+  corio_scope *s = (corio_scope *)t->wait.obj;
+  if (woken < 0 && s->waiter == t) s->waiter = NULL;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- Lua */
+
+static corio_scope *check_scope(lua_State *L, int idx) {
+  return (corio_scope *)luaL_checkudata(L, idx, SCOPE_MT);
+}
+
+static corio_task *aux_owner_task(lua_State *L, const char *fname) {
+  corio_rt *rt = corio_rt_get(L, fname);
+  corio_task *t = rt->current;
+  if (!t || t->co != L)
+    luaL_error(L, "%s: must be called from a task's own coroutine", fname);
+  return t;
+}
+
+/* core._scope_enter(kind [, secs [, failfast]]) -> scope, pushed on the
+   current task. kind: "plain", "timeout", "shield" or "nursery". */
+static int lscope_enter(lua_State *L) {
+  static const char *const kinds[] = {"plain", "timeout", "shield",
+                                      "nursery", NULL};
+  int kind = luaL_checkoption(L, 1, NULL, kinds);
+  double secs = lua_isnoneornil(L, 2) ? -1 : corio_check_seconds(L, 2);
+  corio_task *t = aux_owner_task(L, kind == CORIO_SCOPE_TIMEOUT ? "timeout"
+                                    : kind == CORIO_SCOPE_SHIELD ? "shield"
+                                    : "scope");
+  corio_scope *s = (corio_scope *)lua_newuserdata(L, sizeof *s);
+  corio_scope_init(s, t->rt, kind);
+  luaL_setmetatable(L, SCOPE_MT);
+  s->failfast = (uint8_t)(lua_isnoneornil(L, 3) || lua_toboolean(L, 3));
+  s->secs = secs;
+  corio_scope_push(t, s);
+  if (secs >= 0)
+    corio_timer_arm(t->rt, &s->deadline, corio_deadline(t->rt, secs));
+  return 1;
+}
+
+static int aux_results(lua_State *L, int first) {
+  return lua_gettop(L) - first + 1;
+}
+
+/* core._scope_exit(scope, ok, ...): pops the scope; returns ... when ok;
+   converts the scope's own cancellation (a timeout error for a timeout,
+   nothing for others); re-raises any other error. */
+static int lscope_exit(lua_State *L) {
+  corio_scope *s = check_scope(L, 1);
+  int ok = lua_toboolean(L, 2);
+  if (s->owner) corio_scope_pop(s->owner, s);
+  if (ok) return aux_results(L, 3);
+  lua_settop(L, 3);
+  if (s->cancelled && corio_is_error(L, 3, "cancelled")) {
+    if (s->kind == CORIO_SCOPE_TIMEOUT) {
+      lua_pushnumber(L, s->secs);
+      corio_error_push(L, "timeout", NULL, "timed out after %ss",
+                       lua_tostring(L, -1));
+      return lua_error(L);
+    }
+    if (s->kind != CORIO_SCOPE_SHIELD) return 0;
+  }
+  return lua_error(L);
+}
+
+/* core._nursery_wait(scope, ok, err): records a failure of the body, then
+   parks (uninterruptibly) until every child has finished. */
+static int lnursery_wait(lua_State *L) {
+  corio_scope *s = check_scope(L, 1);
+  corio_task *t = corio_await_begin_nocancel(L, "scope");
+  if (!lua_toboolean(L, 2) &&
+      !(s->cancelled && corio_is_error(L, 3, "cancelled"))) {
+    lua_pushvalue(L, 3);
+    aux_record(L, s);
+    corio_scope_cancel(s);
+  }
+  if (s->nchildren == 0) return 0;
+  s->waiter = t;
+  return corio_await(L, t, "scope", nursery_abort, s, -1);
+}
+
+/* core._nursery_exit(scope, ok, ...): pops; raises the first failure
+   (with err.others), else returns the body's results. */
+static int lnursery_exit(lua_State *L) {
+  corio_scope *s = check_scope(L, 1);
+  int ok = lua_toboolean(L, 2);
+  if (s->owner) corio_scope_pop(s->owner, s);
+  if (s->error_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->error_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->error_ref);
+    s->error_ref = LUA_NOREF;
+    if (s->others_ref != LUA_NOREF && lua_istable(L, -1)) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
+      lua_setfield(L, -2, "others");
+    }
+    return lua_error(L);
+  }
+  return ok ? aux_results(L, 3) : 0;
+}
+
+/* s:spawn([opts], fn, ...) */
+static int lscope_spawn(lua_State *L) {
+  static const char *const allowed[] = {"name", NULL};
+  corio_scope *s = check_scope(L, 1);
+  corio_rt *rt = corio_rt_get(L, "spawn");
+  const char *name = NULL;
+  int fn = 2;
+  if (!s->pushed || s->kind != CORIO_SCOPE_NURSERY)
+    return luaL_error(L, "spawn: the scope is closed");
+  if (s->rt != rt)
+    return luaL_error(L, "spawn: the scope belongs to another runtime");
+  if (lua_istable(L, 2)) {
+    corio_opt_present(L, 2, "spawn", allowed);
+    name = corio_opt_string(L, 2, "name", NULL, "spawn");
+    fn = 3;
+  }
+  luaL_checktype(L, fn, LUA_TFUNCTION);
+  corio_task_spawn(L, rt, fn, lua_gettop(L) - fn, name, s);
+  return 1;
+}
+
+static int lscope_cancel(lua_State *L) {
+  corio_scope_cancel(check_scope(L, 1));
+  return 0;
+}
+
+static int lscope_cancelled(lua_State *L) {
+  lua_pushboolean(L, check_scope(L, 1)->cancelled);
+  return 1;
+}
+
+static int lscope_gc(lua_State *L) {
+  corio_scope *s = (corio_scope *)lua_touserdata(L, 1);
+  if (s->pushed) corio_scope_detach(s);
+  if (s->error_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->error_ref);
+  if (s->others_ref != LUA_NOREF)
+    luaL_unref(L, LUA_REGISTRYINDEX, s->others_ref);
+  s->error_ref = s->others_ref = LUA_NOREF;
+  return 0;
+}
+
+static int lscope_tostring(lua_State *L) {
+  static const char *const kinds[] = {"plain", "timeout", "shield",
+                                      "nursery"};
+  corio_scope *s = check_scope(L, 1);
+  lua_pushfstring(L, "corio.Scope(%s%s%s)", kinds[s->kind],
+                  s->cancelled ? ", cancelled" : "",
+                  s->pushed ? "" : ", closed");
+  return 1;
+}
+
+static const luaL_Reg scope_methods[] = {{"spawn", lscope_spawn},
+                                         {"cancel", lscope_cancel},
+                                         {"cancelled", lscope_cancelled},
+                                         {NULL, NULL}};
+static const luaL_Reg scope_meta[] = {
+    {"__gc", lscope_gc}, {"__tostring", lscope_tostring}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"_scope_enter", lscope_enter},
+                                 {"_scope_exit", lscope_exit},
+                                 {"_nursery_exit", lnursery_exit},
+                                 {NULL, NULL}};
+static const luaL_Reg await_funcs[] = {{"_nursery_wait", lnursery_wait},
+                                       {NULL, NULL}};
+
+void corio_open_scope(lua_State *L) {
+  corio_class(L, SCOPE_MT, scope_methods, NULL, scope_meta);
+  lua_pop(L, 1);
+  corio_setfuncs(L, funcs, 0);
+  corio_setfuncs(L, await_funcs, 1);
+}

@@ -1,0 +1,503 @@
+/*
+ * task.c: tasks (corio.Task) and the await protocol.
+ *
+ * A task is a userdata holding struct corio_task; its coroutine is user
+ * value 1 and its name user value 2. While a task has not finished, a
+ * registry reference anchors it, so parked tasks nobody holds still run.
+ * When it finishes, its outcome (results, or one error object) stays on
+ * the top of its dead coroutine's stack: join/wait copy it from there, so
+ * joining twice returns the same values and costs no allocation.
+ */
+#include "corio.h"
+#include <string.h>
+
+
+#define TASK_MT "corio.Task"
+
+corio_task *corio_check_task(lua_State *L, int idx) {
+  return (corio_task *)luaL_checkudata(L, idx, TASK_MT);
+}
+
+static int task_finished(const corio_task *t) { return t->state >= CORIO_DONE; }
+
+const char *corio_task_status(const corio_task *t) {
+  static const char *const names[] = {"ready", "running", "waiting",
+                                      "done", "failed", "cancelled"};
+  return names[t->state];
+}
+
+void corio_task_push(lua_State *L, corio_task *t) {
+  if (t->ref != LUA_NOREF && t->ref != LUA_REFNIL)
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  else
+    lua_pushnil(L);
+}
+
+const char *corio_task_name(lua_State *L, corio_task *t) {
+  corio_task_push(L, t);
+  if (!lua_isnil(L, -1)) {
+    corio_getuv(L, -1, 2);
+    lua_remove(L, -2);
+    if (lua_isstring(L, -1)) return lua_tostring(L, -1);
+  }
+  lua_pop(L, 1);
+  return lua_pushfstring(L, "task#%d", (int)t->id);
+}
+
+/* ------------------------------------------------------ cancellation */
+
+corio_scope *corio_task_cancelled_by(const corio_task *t) {
+  corio_scope *s = t->scope ? t->scope : t->parent;
+  for (; s && s->owner == t; s = s->parent) { /* the task's own scopes */
+    if (s->cancelled) return s;
+    if (s->kind == CORIO_SCOPE_SHIELD) return NULL;
+  }
+  if (t->flags & CORIO_TF_CANCEL) return CORIO_SELF_CANCEL;
+  for (; s; s = s->parent) { /* scopes of the tasks that spawned it */
+    if (s->cancelled) return s;
+    if (s->kind == CORIO_SCOPE_SHIELD) return NULL;
+  }
+  return NULL;
+}
+
+static void aux_push_cancel(lua_State *L, corio_scope *by) {
+  if (by != CORIO_SELF_CANCEL && by->expired)
+    corio_error_push(L, "cancelled", NULL, "cancelled: deadline exceeded");
+  else
+    corio_error_push(L, "cancelled", NULL, "task cancelled");
+}
+
+void corio_task_poke(corio_task *t) {
+  corio_scope *by = corio_task_cancelled_by(t);
+  if (!by) return;
+  if (t->state == CORIO_WAITING) {
+    if (t->wait.abort && !t->wait.abort(t, 0)) return;
+  } else if (t->state == CORIO_READY && (t->flags & CORIO_TF_WOKEN)) {
+    if (t->wait.abort && !t->wait.abort(t, 1)) return;
+    lua_pop(t->co, t->nargs);
+  } else {
+    return; /* running, or not started: its next await raises */
+  }
+  lua_checkstack(t->co, 3);
+  aux_push_cancel(t->co, by);
+  corio_wake_raise(t);
+}
+
+/* ---------------------------------------------------- await protocol */
+
+corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
+  corio_rt *rt = corio_ctx_get(L)->rt;
+  corio_task *t = rt ? rt->current : NULL;
+  if (!t)
+    luaL_error(L, "%s: not inside a corio task (call it from a function "
+               "run by corio.run or corio.spawn)", fname);
+  if (t->co != L)
+    luaL_error(L, "%s: cannot wait inside a nested coroutine (only the "
+               "task's own coroutine can wait)", fname);
+  if (!corio_isyieldable(L))
+    luaL_error(L, "%s: cannot wait across a C call boundary (pcall on Lua "
+               "5.1, a metamethod, iterator or callback run by C)", fname);
+  return t;
+}
+
+corio_task *corio_await_begin(lua_State *L, const char *fname) {
+  corio_task *t = corio_await_begin_nocancel(L, fname);
+  corio_scope *by = corio_task_cancelled_by(t);
+  if (by) {
+    aux_push_cancel(L, by);
+    lua_error(L);
+  }
+  return t;
+}
+
+#ifdef CORIO_YIELDK
+/* Continuation of every await: return what the waker handed over, or
+   raise it when it starts with the raise mark. */
+static int await_k(lua_State *L, int status, lua_KContext ctx) {
+  int base = (int)ctx, n = lua_gettop(L) - base;
+  (void)status;
+  if (n >= 2 && lua_touserdata(L, base + 1) == (void *)&corio_raise_mark) {
+    lua_pushvalue(L, base + 2);
+    return lua_error(L);
+  }
+  return n;
+}
+#endif
+
+static int aux_park(lua_State *L) {
+#ifdef CORIO_YIELDK
+  return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), await_k);
+#else
+  return lua_yield(L, 0);
+#endif
+}
+
+int corio_await(lua_State *L, corio_task *t, const char *what,
+                corio_abort_fn abort, void *obj, double timeout) {
+  t->wait.what = what;
+  t->wait.abort = abort;
+  t->wait.obj = obj;
+  t->state = CORIO_WAITING;
+  if (timeout >= 0) {
+    t->timer.kind = CORIO_TIMER_WAIT;
+    corio_timer_arm(t->rt, &t->timer, corio_deadline(t->rt, timeout));
+  }
+  return aux_park(L);
+}
+
+int corio_yield_now(lua_State *L, corio_task *t) {
+  t->wait.what = "yield";
+  t->wait.abort = NULL;
+  t->wait.obj = NULL;
+  t->nargs = 0;
+  t->state = CORIO_READY;
+  t->flags |= CORIO_TF_WOKEN;
+  corio_rt_push_ready(t->rt, t);
+  return aux_park(L);
+}
+
+lua_State *corio_wake_stack(corio_task *t, int n) {
+  if (!lua_checkstack(t->co, n + 3))
+    luaL_error(t->rt->L, "corio: cannot grow a task's stack");
+  return t->co;
+}
+
+void corio_wake(corio_task *t, int nres) {
+  if (corio_timer_armed(&t->timer)) corio_timer_disarm(t->rt, &t->timer);
+  corio_list_remove(&t->link);
+  t->nargs = nres;
+  t->state = CORIO_READY;
+  t->flags |= CORIO_TF_WOKEN;
+  corio_rt_push_ready(t->rt, t);
+}
+
+void corio_wake_raise(corio_task *t) {
+  lua_pushlightuserdata(t->co, (void *)&corio_raise_mark);
+  lua_insert(t->co, -2);
+  t->wait.abort = NULL;
+  corio_wake(t, 2);
+}
+
+/* ------------------------------------------------------------- spawn */
+
+corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
+                             const char *name, corio_scope *parent) {
+  int i, top = lua_gettop(L);
+  corio_task *t = (corio_task *)corio_newudata(L, sizeof *t, 2);
+  memset(t, 0, sizeof *t);
+  t->ref = LUA_NOREF;
+  t->timer.index = -1;
+  corio_list_init(&t->link);
+  corio_list_init(&t->all);
+  corio_list_init(&t->scope_link);
+  corio_list_init(&t->joiners);
+  luaL_setmetatable(L, TASK_MT);
+  t->co = lua_newthread(L);
+  corio_setuv(L, -2, 1);
+  if (name) {
+    lua_pushstring(L, name);
+    corio_setuv(L, -2, 2);
+  }
+  luaL_checkstack(t->co, nargs + 1, "too many arguments to spawn");
+  lua_pushvalue(L, fnidx);
+  lua_xmove(L, t->co, 1);
+  for (i = top - nargs + 1; i <= top; i++) {
+    lua_pushvalue(L, i);
+    lua_xmove(L, t->co, 1);
+  }
+  lua_pushvalue(L, -1);
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->rt = rt;
+  t->id = rt->ctx->next_id++;
+  t->nargs = nargs;
+  t->state = CORIO_READY;
+  t->parent = parent;
+  if (parent) {
+    corio_list_push(&parent->tasks, &t->scope_link);
+    parent->nchildren++;
+  }
+  corio_list_push(&rt->live, &t->all);
+  rt->n_spawned++;
+  rt->n_live++;
+  corio_rt_push_ready(rt, t);
+  return t;
+}
+
+/* ------------------------------------------------------------ finish */
+
+/* Turn the raw error on top of t->co into the task's error object, left
+   alone on t->co. Takes the traceback first, then runs the task's pending
+   to-be-closed variables (Lua 5.4), whose own error would replace it. */
+static void aux_task_error(lua_State *L, corio_task *t) {
+  lua_State *co = t->co;
+  luaL_traceback(L, co, lua_isstring(co, -1) ? lua_tostring(co, -1) : NULL,
+                 0);
+  corio_closethread(co, L);
+  lua_xmove(co, L, 1); /* L: traceback, raw error */
+  lua_settop(co, 0);
+  if (corio_is_error(L, -1, NULL)) {
+    lua_getfield(L, -1, "traceback");
+    if (lua_isnil(L, -1)) {
+      lua_pushvalue(L, -3);
+      lua_setfield(L, -3, "traceback");
+    }
+    lua_pop(L, 1);
+  } else {
+    if (lua_isstring(L, -1))
+      corio_error_push(L, "task", NULL, "%s", lua_tostring(L, -1));
+    else
+      corio_error_push(L, "task", NULL, "(error object is a %s value)",
+                       luaL_typename(L, -1));
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "value");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "traceback");
+  }
+  lua_remove(L, -2); /* traceback */
+  lua_getfield(L, -1, "task");
+  if (lua_isnil(L, -1)) {
+    corio_task_name(L, t);
+    lua_setfield(L, -3, "task");
+  }
+  lua_pop(L, 1);
+  lua_xmove(L, co, 1);
+}
+
+/* Push t's outcome onto dst: for `wait` (mode 1) true, results... or
+   false, err; for `join` (mode 0) results... or err. Returns the count;
+   *raise is set when the caller must raise the single value pushed. */
+static int aux_outcome(lua_State *dst, corio_task *t, int mode, int *raise) {
+  int i, n = t->nargs;
+  *raise = 0;
+  luaL_checkstack(dst, n + 2, "too many results to join");
+  if (t->state == CORIO_DONE) {
+    if (mode) lua_pushboolean(dst, 1);
+    for (i = n; i >= 1; i--) {
+      lua_pushvalue(t->co, -i);
+      lua_xmove(t->co, dst, 1);
+    }
+    return n + mode;
+  }
+  if (mode) lua_pushboolean(dst, 0);
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, dst, 1);
+  *raise = !mode;
+  return 1 + mode;
+}
+
+static void aux_observed(corio_task *t) {
+  t->flags |= CORIO_TF_OBSERVED;
+  if (t->state == CORIO_FAILED) corio_list_remove(&t->all);
+}
+
+static void aux_wake_joiners(corio_task *t) {
+  corio_link *n;
+  while ((n = corio_list_shift(&t->joiners))) {
+    corio_task *j = corio_container(n, corio_task, link);
+    int raise, cnt = aux_outcome(corio_wake_stack(j, t->nargs + 2), t,
+                                 j->wait.arg, &raise);
+    aux_observed(t);
+    if (raise) corio_wake_raise(j);
+    else corio_wake(j, cnt);
+  }
+}
+
+void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
+  corio_rt *rt = t->rt;
+  if (status == LUA_OK) {
+    t->state = CORIO_DONE;
+    t->nargs = nres;
+    rt->n_done++;
+  } else {
+    aux_task_error(L, t);
+    t->nargs = 1;
+    if (corio_is_error(t->co, -1, "cancelled")) {
+      t->state = CORIO_CANCELLED;
+      rt->n_cancelled++;
+    } else {
+      t->state = CORIO_FAILED;
+      rt->n_failed++;
+    }
+  }
+  if (corio_timer_armed(&t->timer)) corio_timer_disarm(rt, &t->timer);
+  while (t->scope && t->scope->owner == t) corio_scope_pop(t, t->scope);
+  corio_list_remove(&t->scope_link);
+  corio_list_remove(&t->all);
+  rt->n_live--;
+  aux_wake_joiners(t);
+  if (t->parent && t->parent->kind == CORIO_SCOPE_NURSERY) {
+    t->flags |= CORIO_TF_OBSERVED;
+    corio_scope_child_done(L, t->parent, t);
+  }
+  if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED))
+    corio_list_push(&rt->unobserved, &t->all);
+  luaL_unref(L, LUA_REGISTRYINDEX, t->ref); /* last: t may be collected */
+  t->ref = LUA_NOREF;
+}
+
+/* ----------------------------------------------------------- methods */
+
+static int join_abort(corio_task *t, int woken) {
+  if (!woken) corio_list_remove(&t->link);
+  return 1;
+}
+
+static int aux_join(lua_State *L, int mode) {
+  const char *fname = mode ? "wait" : "join";
+  corio_task *u = corio_check_task(L, 1);
+  corio_task *t = corio_await_begin(L, fname);
+  if (u == t) luaL_error(L, "%s: a task cannot wait for itself", fname);
+  if (task_finished(u)) {
+    int raise, n = aux_outcome(L, u, mode, &raise);
+    aux_observed(u);
+    if (raise) return lua_error(L);
+    return n;
+  }
+  if (!u->rt || u->rt != t->rt)
+    luaL_error(L, "%s: the task belongs to another runtime", fname);
+  corio_list_push(&u->joiners, &t->link);
+  t->wait.arg = mode;
+  return corio_await(L, t, "join", join_abort, u, -1);
+}
+
+static int ltask_join(lua_State *L) { return aux_join(L, 0); }
+static int ltask_wait(lua_State *L) { return aux_join(L, 1); }
+
+/* Cancel t and, through its scopes, every task spawned inside them. */
+static int ltask_cancel(lua_State *L) {
+  corio_task *t = corio_check_task(L, 1);
+  corio_scope *s = t->scope;
+  if (task_finished(t) || !t->rt) return 0;
+  t->flags |= CORIO_TF_CANCEL;
+  corio_task_poke(t);
+  /* wake what runs inside the task's own scopes (nursery children) */
+  while (s && s->parent && s->parent->owner == t) s = s->parent;
+  if (s) corio_scope_poke_tree(s);
+  return 0;
+}
+
+static int ltask_status(lua_State *L) {
+  lua_pushstring(L, corio_task_status(corio_check_task(L, 1)));
+  return 1;
+}
+
+static int ltask_index(lua_State *L) {
+  corio_task *t = corio_check_task(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "id") == 0) {
+    lua_pushinteger(L, t->id);
+    return 1;
+  }
+  if (k && strcmp(k, "name") == 0) {
+    corio_getuv(L, 1, 2);
+    if (lua_isnil(L, -1)) lua_pushfstring(L, "task#%d", (int)t->id);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(2));
+  return 1;
+}
+
+static int ltask_tostring(lua_State *L) {
+  corio_task *t = corio_check_task(L, 1);
+  corio_getuv(L, 1, 2);
+  if (lua_isnil(L, -1)) lua_pushfstring(L, "task#%d", (int)t->id);
+  lua_pushfstring(L, "corio.Task(%d '%s', %s)", (int)t->id,
+                  lua_tostring(L, -1), corio_task_status(t));
+  return 1;
+}
+
+static int ltask_gc(lua_State *L) {
+  corio_task *t = (corio_task *)lua_touserdata(L, 1);
+  corio_rt *rt = t->rt;
+  if (!rt) return 0;
+  if (!task_finished(t)) { /* abandoned: only when the state closes */
+    corio_list_remove(&t->link);
+    if (corio_timer_armed(&t->timer)) corio_timer_disarm(rt, &t->timer);
+    corio_list_remove(&t->scope_link);
+    corio_list_remove(&t->all);
+    rt->n_live--;
+  } else if (corio_linked(&t->all)) { /* failed, never observed */
+    corio_rt_report(L, rt, t);
+    corio_list_remove(&t->all);
+  }
+  t->rt = NULL;
+  return 0;
+}
+
+/* ---------------------------------------------------- module functions */
+
+/* corio.spawn([opts], fn, ...) */
+static int lcorio_spawn(lua_State *L) {
+  static const char *const allowed[] = {"name", NULL};
+  corio_rt *rt = corio_rt_get(L, "spawn");
+  int fn = 1;
+  const char *name = NULL;
+  if (lua_istable(L, 1)) {
+    corio_opt_present(L, 1, "spawn", allowed);
+    name = corio_opt_string(L, 1, "name", NULL, "spawn");
+    fn = 2;
+  }
+  luaL_checktype(L, fn, LUA_TFUNCTION);
+  corio_task_spawn(L, rt, fn, lua_gettop(L) - fn, name, NULL);
+  return 1;
+}
+
+static int lcorio_current(lua_State *L) {
+  corio_rt *rt = corio_ctx_get(L)->rt;
+  if (rt && rt->current) corio_task_push(L, rt->current);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* core._outcome(t) -> true, results... | false, err, without waiting
+   (t must have finished); the Lua layer's pcall for Lua 5.1 uses it. */
+static int ltask_outcome(lua_State *L) {
+  corio_task *t = corio_check_task(L, 1);
+  int raise;
+  if (!task_finished(t)) return luaL_error(L, "_outcome: task not finished");
+  aux_observed(t);
+  return aux_outcome(L, t, 1, &raise);
+}
+
+/* core._checkpoint(): raises the current task's pending cancellation. */
+static int lcorio_checkpoint(lua_State *L) {
+  corio_await_begin(L, "checkpoint");
+  return 0;
+}
+
+/* core._can_wait(fname): raises unless the caller could park here, so that
+   the Lua layer fails before it changes any state. */
+static int lcorio_can_wait(lua_State *L) {
+  corio_await_begin_nocancel(L, luaL_optstring(L, 1, "wait"));
+  return 0;
+}
+
+static int lcorio_yield(lua_State *L) {
+  return corio_yield_now(L, corio_await_begin(L, "yield"));
+}
+
+static const luaL_Reg task_methods[] = {
+    {"cancel", ltask_cancel}, {"status", ltask_status}, {NULL, NULL}};
+static const luaL_Reg task_await[] = {
+    {"join", ltask_join}, {"wait", ltask_wait}, {NULL, NULL}};
+static const luaL_Reg task_meta[] = {
+    {"__tostring", ltask_tostring}, {"__gc", ltask_gc}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"spawn", lcorio_spawn}, {"current", lcorio_current},
+    {"_outcome", ltask_outcome}, {"_checkpoint", lcorio_checkpoint},
+    {"_can_wait", lcorio_can_wait},
+    {NULL, NULL}};
+static const luaL_Reg await_funcs[] = {{"yield", lcorio_yield},
+                                       {NULL, NULL}};
+
+void corio_open_task(lua_State *L) {
+  corio_class(L, TASK_MT, task_methods, task_await, task_meta);
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.ctx");
+  lua_getfield(L, -2, "__index");
+  lua_pushcclosure(L, ltask_index, 2);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  corio_setfuncs(L, funcs, 0);
+  corio_setfuncs(L, await_funcs, 1);
+}

@@ -1,0 +1,176 @@
+--- corio: bounded, cancellable concurrency for Lua on libuv.
+--
+-- The C core (corio.core) holds the scheduler, timers, cancel scopes, sync
+-- primitives and I/O. This module re-exports it and adds the pure-Lua
+-- layer: the boundaries of timeout, shield and scope (a protected call
+-- between two C calls that push and pop a cancel scope), and the
+-- combinators join, try_join and select built on a nursery.
+local core = require "corio.core"
+
+local M = {}
+for k, v in pairs(core) do
+  if type(k) == "string" and k:sub(1, 1) ~= "_" then M[k] = v end
+end
+M._VERSION = "corio scm"
+
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+local enter, leave = core._scope_enter, core._scope_exit
+local nursery_wait, nursery_exit = core._nursery_wait, core._nursery_exit
+local outcome = core._outcome
+local checkpoint = core._checkpoint
+local can_wait = core._can_wait
+
+--- True on PUC Lua 5.1, which cannot yield across pcall.
+local PUC51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
+
+-- A protected call that may wait. On 5.2+ and LuaJIT that is pcall. On
+-- PUC 5.1 fn runs as a child task in a nursery of its own (so it sits
+-- inside every scope of the caller) and we wait for it uninterruptibly.
+local ypcall = pcall
+if PUC51 then
+  local function unwrap(ok, ...)
+    if ok then return true, ... end
+    local e = ...
+    if type(e) == "table" and e.kind == "task" and e.value ~= nil then
+      return false, e.value
+    end
+    return false, e
+  end
+  ypcall = function(fn, ...)
+    can_wait("pcall")
+    local s = enter("nursery", nil, false)
+    local t = s:spawn(fn, ...)
+    nursery_wait(s, true)
+    nursery_exit(s, true)
+    return unwrap(outcome(t))
+  end
+end
+M._ypcall = ypcall
+
+local function check_fn(fname, i, f)
+  if type(f) ~= "function" then
+    error(("bad argument #%d to '%s' (function expected, got %s)")
+      :format(i, fname, type(f)), 3)
+  end
+end
+
+local function check_secs(fname, secs)
+  if type(secs) ~= "number" or secs ~= secs or secs < 0 then
+    error(("bad argument #1 to '%s' (non-negative number of seconds " ..
+      "expected, got %s)"):format(fname, type(secs) == "number"
+        and tostring(secs) or type(secs)), 3)
+  end
+end
+
+--- Runs fn(...) with a deadline `secs` seconds from now. Past it, every
+-- await inside fn (and in tasks of scopes inside it) raises a cancellation;
+-- once fn has unwound, timeout raises an error of kind "timeout".
+---@param secs number
+---@param fn function
+---@return any ... fn's results
+function M.timeout(secs, fn, ...)
+  check_secs("timeout", secs)
+  check_fn("timeout", 2, fn)
+  if PUC51 then can_wait("timeout") end
+  return leave(enter("timeout", secs), ypcall(fn, ...))
+end
+
+--- Runs fn(...) to completion even if the caller is cancelled; the
+-- cancellation is delivered at the caller's next await. Deadlines set
+-- inside fn still apply.
+---@param fn function
+---@return any ... fn's results
+function M.shield(fn, ...)
+  check_fn("shield", 1, fn)
+  if PUC51 then can_wait("shield") end
+  return leave(enter("shield"), ypcall(fn, ...))
+end
+
+local function scope_finish(s, ok, ...)
+  nursery_wait(s, ok, (...))
+  return nursery_exit(s, ok, ...)
+end
+
+--- Structured concurrency: body(s, ...) may start children with
+-- s:spawn(fn, ...); scope returns (body's results) when all have finished.
+-- The first failure cancels the body and the other children and is raised
+-- once they have all finished, with later failures in err.others.
+---@param body fun(s: userdata, ...): any
+---@return any ... body's results
+function M.scope(body, ...)
+  check_fn("scope", 1, body)
+  can_wait("scope")
+  local s = enter("nursery")
+  return scope_finish(s, ypcall(body, s, ...))
+end
+
+local function check_fns(fname, fns)
+  for i = 1, fns.n do check_fn(fname, i, fns[i]) end
+end
+
+--- Runs every function concurrently to the end; returns one table per
+-- function: {true, results...} or {false, err}.
+---@return table ...
+function M.join(...)
+  local fns = pack(...)
+  check_fns("join", fns)
+  can_wait("join")
+  local tasks = {}
+  local s = enter("nursery", nil, false)
+  for i = 1, fns.n do tasks[i] = s:spawn(fns[i]) end
+  nursery_wait(s, true)
+  nursery_exit(s, true)
+  checkpoint()
+  local out = {}
+  for i = 1, fns.n do out[i] = pack(outcome(tasks[i])) end
+  return unpack(out, 1, fns.n)
+end
+
+--- Runs every function concurrently; returns the first result of each.
+-- The first error cancels the others and is raised after their cleanup.
+---@return any ...
+function M.try_join(...)
+  local fns = pack(...)
+  check_fns("try_join", fns)
+  can_wait("try_join")
+  local res = {}
+  local s = enter("nursery")
+  for i = 1, fns.n do
+    local f = fns[i]
+    s:spawn(function() res[i] = (f()) end)
+  end
+  nursery_wait(s, true)
+  nursery_exit(s, true)
+  checkpoint()
+  return unpack(res, 1, fns.n)
+end
+
+--- Runs every function concurrently; returns the index and results of the
+-- first to finish, after cancelling the others and waiting for their
+-- cleanup. An error from the first finisher is raised.
+---@return integer, any ...
+function M.select(...)
+  local fns = pack(...)
+  if fns.n == 0 then error("bad argument #1 to 'select' (function expected, got no value)", 2) end
+  check_fns("select", fns)
+  can_wait("select")
+  local winner, results
+  local s = enter("nursery")
+  for i = 1, fns.n do
+    local f = fns[i]
+    s:spawn(function()
+      local r = pack(f())
+      if not winner then
+        winner, results = i, r
+        s:cancel()
+      end
+    end)
+  end
+  nursery_wait(s, true)
+  nursery_exit(s, true)
+  checkpoint()
+  return winner, unpack(results, 1, results.n)
+end
+
+return M
