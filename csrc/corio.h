@@ -287,6 +287,8 @@ void corio_task_poke(corio_task *t);
    pseudo-scope CORIO_SELF_CANCEL. */
 #define CORIO_SELF_CANCEL ((corio_scope *)(void *)&corio_raise_mark)
 corio_scope *corio_task_cancelled_by(const corio_task *t);
+/* Pushes the cancellation error for a cancellation by `by`. */
+void corio_push_cancel(lua_State *L, corio_scope *by);
 /* Called by the scheduler when a task has finished (results or error on
    t->co); wakes joiners, updates counters, unanchors. */
 void corio_task_finish(lua_State *L, corio_task *t, int status, int nres);

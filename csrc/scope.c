@@ -228,11 +228,15 @@ static int lnursery_wait(lua_State *L) {
 }
 
 /* core._nursery_exit(scope, ok, ...): pops; raises the first failure
-   (with err.others), else returns the body's results. */
+   (with err.others), else the cancellation of an enclosing scope (waiting
+   for the children was a checkpoint, as in Trio), else returns the body's
+   results. */
 static int lnursery_exit(lua_State *L) {
   corio_scope *s = check_scope(L, 1);
+  corio_task *owner = s->owner;
+  corio_scope *by;
   int ok = lua_toboolean(L, 2);
-  if (s->owner) corio_scope_pop(s->owner, s);
+  if (owner) corio_scope_pop(owner, s);
   if (s->error_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->error_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->error_ref);
@@ -241,6 +245,10 @@ static int lnursery_exit(lua_State *L) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
       lua_setfield(L, -2, "others");
     }
+    return lua_error(L);
+  }
+  if (owner && (by = corio_task_cancelled_by(owner)) != NULL) {
+    corio_push_cancel(L, by);
     return lua_error(L);
   }
   return ok ? aux_results(L, 3) : 0;

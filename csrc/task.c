@@ -60,7 +60,7 @@ corio_scope *corio_task_cancelled_by(const corio_task *t) {
   return NULL;
 }
 
-static void aux_push_cancel(lua_State *L, corio_scope *by) {
+void corio_push_cancel(lua_State *L, corio_scope *by) {
   if (by != CORIO_SELF_CANCEL && by->expired)
     corio_error_push(L, "cancelled", NULL, "cancelled: deadline exceeded");
   else
@@ -79,7 +79,7 @@ void corio_task_poke(corio_task *t) {
     return; /* running, or not started: its next await raises */
   }
   lua_checkstack(t->co, 3);
-  aux_push_cancel(t->co, by);
+  corio_push_cancel(t->co, by);
   corio_wake_raise(t);
 }
 
@@ -104,7 +104,7 @@ corio_task *corio_await_begin(lua_State *L, const char *fname) {
   corio_task *t = corio_await_begin_nocancel(L, fname);
   corio_scope *by = corio_task_cancelled_by(t);
   if (by) {
-    aux_push_cancel(L, by);
+    corio_push_cancel(L, by);
     lua_error(L);
   }
   return t;

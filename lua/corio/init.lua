@@ -18,7 +18,6 @@ local unpack = table.unpack or unpack
 local enter, leave = core._scope_enter, core._scope_exit
 local nursery_wait, nursery_exit = core._nursery_wait, core._nursery_exit
 local outcome = core._outcome
-local checkpoint = core._checkpoint
 local can_wait = core._can_wait
 
 --- True on PUC Lua 5.1, which cannot yield across pcall.
@@ -42,7 +41,7 @@ if PUC51 then
     local s = enter("nursery", nil, false)
     local t = s:spawn(fn, ...)
     nursery_wait(s, true)
-    nursery_exit(s, true)
+    leave(s, true) -- pops without a checkpoint: t's outcome says it all
     return unwrap(outcome(t))
   end
 end
@@ -121,7 +120,6 @@ function M.join(...)
   for i = 1, fns.n do tasks[i] = s:spawn(fns[i]) end
   nursery_wait(s, true)
   nursery_exit(s, true)
-  checkpoint()
   local out = {}
   for i = 1, fns.n do out[i] = pack(outcome(tasks[i])) end
   return unpack(out, 1, fns.n)
@@ -142,7 +140,6 @@ function M.try_join(...)
   end
   nursery_wait(s, true)
   nursery_exit(s, true)
-  checkpoint()
   return unpack(res, 1, fns.n)
 end
 
@@ -169,7 +166,6 @@ function M.select(...)
   end
   nursery_wait(s, true)
   nursery_exit(s, true)
-  checkpoint()
   return winner, unpack(results, 1, results.n)
 end
 
