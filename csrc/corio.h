@@ -99,12 +99,16 @@ typedef int (*corio_abort_fn)(corio_task *t, int woken);
 /* What a timer does when due (the heap stores pointers to corio_timer). */
 enum { CORIO_TIMER_SLEEP, CORIO_TIMER_WAIT, CORIO_TIMER_SCOPE };
 
+/* 16 bytes: the kind lives in the two low bits of seq, which counts up in
+   steps of 4, so comparing seq still orders timers by arming time. */
 struct corio_timer {
   uint64_t due;    /* nanoseconds on the runtime clock */
-  uint32_t seq;    /* arm order: equal deadlines fire FIFO */
+  uint32_t seq;    /* arm order (high bits) | CORIO_TIMER_* (low 2 bits) */
   int32_t index;   /* slot in the heap, -1 when not armed */
-  uint8_t kind;    /* CORIO_TIMER_* */
 };
+#define corio_timer_kind(tm) ((int)((tm)->seq & 3u))
+#define corio_timer_set_kind(tm, k) \
+  ((tm)->seq = ((tm)->seq & ~3u) | (uint32_t)(k))
 
 typedef struct corio_wait {
   const char *what;      /* "sleep", "join", "semaphore" ...: tasks()/dump */

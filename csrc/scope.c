@@ -29,7 +29,7 @@ void corio_scope_init(corio_scope *s, corio_rt *rt, int kind) {
   s->kind = (uint8_t)kind;
   s->failfast = 1;
   s->deadline.index = -1;
-  s->deadline.kind = CORIO_TIMER_SCOPE;
+  corio_timer_set_kind(&s->deadline, CORIO_TIMER_SCOPE);
   s->error_ref = s->others_ref = LUA_NOREF;
   corio_list_init(&s->sibling);
   corio_list_init(&s->children);

@@ -139,7 +139,7 @@ int corio_await(lua_State *L, corio_task *t, const char *what,
   t->wait.obj = obj;
   t->state = CORIO_WAITING;
   if (timeout >= 0) {
-    t->timer.kind = CORIO_TIMER_WAIT;
+    corio_timer_set_kind(&t->timer, CORIO_TIMER_WAIT);
     corio_timer_arm(t->rt, &t->timer, corio_deadline(t->rt, timeout));
   }
   return aux_park(L);
@@ -183,7 +183,8 @@ void corio_wake_raise(corio_task *t) {
 corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
                              const char *name, corio_scope *parent) {
   int i, top = lua_gettop(L);
-  corio_task *t = (corio_task *)corio_newudata(L, sizeof *t, 2);
+  /* user value 1: the coroutine; 2: the name, only when given */
+  corio_task *t = (corio_task *)corio_newudata(L, sizeof *t, name ? 2 : 1);
   memset(t, 0, sizeof *t);
   t->ref = LUA_NOREF;
   t->timer.index = -1;

@@ -72,7 +72,7 @@ void corio_timer_arm(corio_rt *rt, corio_timer *tm, uint64_t due) {
     rt->heap_cap = cap;
   }
   tm->due = due;
-  tm->seq = rt->timer_seq++;
+  tm->seq = (rt->timer_seq += 4) | (tm->seq & 3u);
   heap_set(rt, rt->heap_n++, tm);
   heap_up(rt, tm->index);
 }
@@ -95,12 +95,12 @@ uint64_t corio_timers_next(corio_rt *rt) {
 
 static void timer_fire(corio_rt *rt, corio_timer *tm) {
   corio_task *t;
-  if (tm->kind == CORIO_TIMER_SCOPE) {
+  if (corio_timer_kind(tm) == CORIO_TIMER_SCOPE) {
     corio_scope_on_deadline(rt, tm);
     return;
   }
   t = corio_container(tm, corio_task, timer);
-  if (tm->kind == CORIO_TIMER_SLEEP) {
+  if (corio_timer_kind(tm) == CORIO_TIMER_SLEEP) {
     corio_wake(t, 0);
     return;
   }
@@ -140,7 +140,7 @@ static int lcorio_sleep(lua_State *L) {
   double secs = corio_check_seconds(L, 1);
   corio_task *t = corio_await_begin(L, "sleep");
   if (secs == 0) return corio_yield_now(L, t);
-  t->timer.kind = CORIO_TIMER_SLEEP;
+  corio_timer_set_kind(&t->timer, CORIO_TIMER_SLEEP);
   corio_timer_arm(t->rt, &t->timer, corio_deadline(t->rt, secs));
   return corio_await(L, t, "sleep", NULL, NULL, -1);
 }

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# `make test`: everything CI checks, in this order:
+#   1. build corio for Lua 5.4, 5.3, 5.1 and LuaJIT (.rocks/<v>) and the
+#      ASan+UBSan module (build/asan/);
+#   2. busted on each of the four, slow specs included (--run=ci);
+#   3. busted on Lua 5.4 with the sanitized module (.ci/with asan);
+#   4. luacheck lua spec bench examples;
+#   5. every examples/*.lua on Lua 5.4, each under a timeout.
+# Each step goes on when an earlier one failed. The last line printed is
+#   N passed, N failed
+# where busted runs add their successes to "passed" and failures + errors
+# to "failed" (a run that crashes, times out or exits non-zero after a
+# clean summary, e.g. a LeakSanitizer report at exit, adds 1 failure), a
+# failed build adds 1 failure, and luacheck and each example add 1 to one
+# side. Exit status is non-zero if anything failed.
+#
+# Knobs: BUSTED_TIMEOUT (seconds per busted run, default 300),
+# EXAMPLE_TIMEOUT (default 60), VARIANTS (default "5.4 5.3 5.1 luajit"),
+# ASAN=0 to skip the sanitizer run.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+
+BUSTED_TIMEOUT=${BUSTED_TIMEOUT:-300}
+EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
+VARIANTS=${VARIANTS:-5.4 5.3 5.1 luajit}
+ASAN=${ASAN:-1}
+logdir=build/test
+mkdir -p "$logdir"
+
+passed=0
+failed=0
+report=()
+
+section() { printf '\n==== %s ====\n' "$*"; }
+record() { report+=("$(printf '  %-22s %s' "$1" "$2")"); }
+pass() { passed=$((passed + 1)); record "$1" "pass${2:+ ($2)}"; }
+fail() { failed=$((failed + 1)); record "$1" "FAIL${2:+ ($2)}"; }
+
+have_specs() {
+  [[ -d spec ]] && [[ -n $(find spec -name '*_spec.lua' -print -quit) ]]
+}
+
+why_rc() {
+  case $1 in
+    124|137) echo "timed out after ${BUSTED_TIMEOUT}s" ;;
+    23) echo "LeakSanitizer reported leaks" ;;
+    *) echo "exit $1" ;;
+  esac
+}
+
+# run_busted VARIANT: busted with .busted's `ci` run (all specs, #slow too).
+run_busted() {
+  local v=$1 log=$logdir/busted-$1.log rc line s f p
+  section "busted ($v)"
+  timeout -k 10 "$BUSTED_TIMEOUT" .ci/with "$v" busted --run=ci \
+    -o plainTerminal </dev/null 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  line=$(sed 's/\x1b\[[0-9;]*m//g' "$log" |
+    grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' |
+    tail -n 1)
+  if [[ ! $line =~ ^([0-9]+)\ success(es)?\ /\ ([0-9]+)\ failures?\ /\ ([0-9]+)\ errors?\ /\ ([0-9]+)\ pending ]]; then
+    fail "busted $v" "no summary: crashed? $(why_rc "$rc")"
+    return
+  fi
+  s=${BASH_REMATCH[1]}
+  f=$((BASH_REMATCH[3] + BASH_REMATCH[4]))
+  p=${BASH_REMATCH[5]}
+  passed=$((passed + s))
+  failed=$((failed + f))
+  if ((rc != 0 && f == 0)); then
+    failed=$((failed + 1))
+    record "busted $v" "$s ok, FAIL after summary: $(why_rc "$rc")"
+  else
+    record "busted $v" "$s ok, $f failed, $p pending$( ((rc == 0)) || echo ", $(why_rc "$rc")")"
+  fi
+}
+
+section "environment"
+for l in lua5.4 lua5.3 lua5.1; do "$l" -v 2>&1; done
+luajit -v
+echo "libuv $(pkg-config --modversion libuv 2>/dev/null || echo '?')," \
+  "busted $(busted --version 2>/dev/null)," \
+  "$(luarocks --version | head -n 1), $(gcc --version | head -n 1)"
+
+# 1. builds
+built=()
+for v in $VARIANTS; do
+  section "build ($v)"
+  if make --no-print-directory "build-$v"; then
+    built+=("$v")
+  else
+    fail "build $v"
+  fi
+done
+asan_ok=0
+if [[ $ASAN == 1 ]]; then
+  section "build (asan)"
+  # The asan variant takes the pure-Lua modules from .rocks/5.4.
+  if [[ " ${built[*]} " == *" 5.4 "* ]] && make --no-print-directory asan; then
+    asan_ok=1
+  else
+    fail "build asan"
+  fi
+fi
+
+# A module missing from the rockspec is not installed into the trees, so
+# its specs would fail to require it: say so up front.
+for f in lua/corio/*.lua csrc/*.c; do
+  [[ -e $f ]] || continue
+  grep -qF "\"$f\"" rockspec/corio-scm-1.rockspec ||
+    echo "WARNING: $f is not listed in rockspec/corio-scm-1.rockspec"
+done
+
+# 2, 3. specs
+if have_specs; then
+  for v in "${built[@]}"; do run_busted "$v"; done
+  ((asan_ok)) && run_busted asan
+else
+  section "busted"
+  echo "no spec/*_spec.lua yet: busted runs skipped"
+  record "busted" "skipped: no specs"
+fi
+
+# 4. lint
+section "luacheck"
+dirs=()
+for d in lua spec bench examples; do [[ -d $d ]] && dirs+=("$d"); done
+if ((${#dirs[@]} == 0)); then
+  record "luacheck" "skipped: nothing to check"
+elif luacheck --no-color "${dirs[@]}"; then
+  pass "luacheck"
+else
+  fail "luacheck"
+fi
+
+# 5. examples
+shopt -s nullglob
+examples=(examples/*.lua)
+if ((${#examples[@]})); then
+  if [[ " ${built[*]} " == *" 5.4 "* ]]; then
+    for ex in "${examples[@]}"; do
+      section "example $ex"
+      timeout -k 5 "$EXAMPLE_TIMEOUT" .ci/with 5.4 lua "$ex" </dev/null
+      rc=$?
+      if ((rc == 0)); then
+        pass "$ex"
+      elif ((rc == 124 || rc == 137)); then
+        fail "$ex" "timed out after ${EXAMPLE_TIMEOUT}s"
+      else
+        fail "$ex" "exit $rc"
+      fi
+    done
+  else
+    for ex in "${examples[@]}"; do fail "$ex" "not run: no 5.4 build"; done
+  fi
+fi
+
+section "summary"
+printf '%s\n' "${report[@]}"
+echo "$passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,110 @@
+# corio: build, test and CI entry points.
+#
+#   make            deps + build for Lua 5.4 into .rocks/5.4
+#   make build-all  build for Lua 5.4, 5.3, 5.1 and LuaJIT (.rocks/<v>)
+#   make test       everything CI runs (see .ci/test.sh); last line of
+#                   output is "N passed, N failed"
+#   make test-fast  busted on Lua 5.4 only, without specs tagged #slow
+#   make demo       run examples/demo.lua on Lua 5.4
+#   make bench      run bench/run.lua on Lua 5.4
+#   make asan       AddressSanitizer+UBSan build into build/asan/
+#   make clean
+#
+# One spec by hand:   .ci/with 5.4 busted spec/semaphore_spec.lua
+# (or luajit, 5.1, 5.3, asan instead of 5.4; see .ci/with).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+# All builds compile into csrc/*.o in place (luarocks make does), so they
+# must not run side by side.
+.NOTPARALLEL:
+
+ROCKSPEC := rockspec/corio-scm-1.rockspec
+LUAROCKS ?= luarocks
+# gcc: the ASan run preloads gcc's libasan (.ci/with asan).
+ASAN_CC ?= gcc
+LUAJIT_INCDIR ?= /usr/include/luajit-2.1
+
+# Flags for corio.core. uv.h needs POSIX types (pthread_rwlock_t) that a
+# strict -std=c99 hides, hence _DEFAULT_SOURCE.
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes
+CORIO_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -fvisibility=hidden $(WARN)
+ROCK_CFLAGS := -O2 -fPIC $(CORIO_CFLAGS)
+ASAN_CFLAGS := -fPIC -g -O1 -fno-omit-frame-pointer \
+  -fsanitize=address,undefined -fno-sanitize-recover=all $(CORIO_CFLAGS)
+
+# Anything that should trigger a rebuild of the rock.
+ROCK_INPUTS := $(ROCKSPEC) $(wildcard csrc/*.c csrc/*.h lua/corio/*.lua lua/corio/*/*.lua)
+
+# --deps-mode=none: never look for a rocks server (there is none offline).
+# Usage: $(call lr_make,GLOBAL-FLAGS,VARIABLES)
+lr_make = $(LUAROCKS) $(1) make --deps-mode=none $(ROCKSPEC) CFLAGS="$(ROCK_CFLAGS)" $(2)
+
+.PHONY: deps build build-all build-5.4 build-5.3 build-5.1 build-luajit \
+  asan demo test test-fast bench lint clean
+
+deps:
+	@.ci/deps.sh
+
+build: deps build-5.4
+
+build-all: deps build-5.4 build-5.3 build-5.1 build-luajit
+
+build-5.4: .rocks/5.4/.built
+build-5.3: .rocks/5.3/.built
+build-5.1: .rocks/5.1/.built
+build-luajit: .rocks/luajit/.built
+
+# luarocks links the module as ./corio/core.so before installing it and
+# leaves it there; remove it so no interpreter ever picks it up via ./?.so.
+define clean_stray
+	@rm -f corio/core.so && { rmdir corio 2>/dev/null || true; }
+endef
+
+.rocks/5.4/.built .rocks/5.3/.built .rocks/5.1/.built: .rocks/%/.built: $(ROCK_INPUTS)
+	$(call lr_make,--lua-version=$* --tree=.rocks/$*)
+	$(clean_stray)
+	@touch $@
+
+# LuaJIT: LuaRocks' Lua 5.1 mode, with LuaJIT's headers and interpreter.
+.rocks/luajit/.built: $(ROCK_INPUTS)
+	$(call lr_make,--lua-version=5.1 --tree=.rocks/luajit,\
+	  LUA_INCDIR=$(LUAJIT_INCDIR) LUA_BINDIR=/usr/bin LUA=/usr/bin/luajit)
+	$(clean_stray)
+	@touch $@
+
+# The sanitized module, built straight from the sources the rockspec lists.
+asan: build/asan/corio/core.so build/asan/asan_preload.so
+
+build/asan/corio/core.so: $(ROCK_INPUTS)
+	@mkdir -p $(@D)
+	@srcs=$$(lua5.4 -e 'local t = {} \
+	    loadfile("$(ROCKSPEC)", "t", t)() \
+	    print(table.concat(t.build.modules["corio.core"].sources, " "))') && \
+	  [ -n "$$srcs" ] || { echo "asan: no sources in $(ROCKSPEC)" >&2; exit 1; }; \
+	  set -x; $(ASAN_CC) $(ASAN_CFLAGS) -shared -o $@ -Icsrc -I/usr/include/lua5.4 \
+	    $$srcs -luv -lpthread
+
+build/asan/asan_preload.so: .ci/asan_preload.c
+	@mkdir -p $(@D)
+	$(ASAN_CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $<
+
+demo: build
+	.ci/with 5.4 lua examples/demo.lua
+
+test: deps
+	.ci/test.sh
+
+test-fast: build
+	.ci/with 5.4 busted
+
+bench: build
+	.ci/with 5.4 lua bench/run.lua
+
+lint: deps
+	luacheck --no-color $(wildcard lua spec bench examples)
+
+clean:
+	rm -rf .rocks build
+	rm -f csrc/*.o
+	$(clean_stray)

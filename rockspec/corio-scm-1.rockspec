@@ -1,0 +1,55 @@
+-- corio: libuv bound to Lua coroutines.
+-- Build from a checkout with:
+--   luarocks --lua-version=5.4 --tree=.rocks/5.4 --deps-mode=none \
+--     make rockspec/corio-scm-1.rockspec
+-- (see the Makefile for 5.3, 5.1 and LuaJIT).
+rockspec_format = "3.0"
+package = "corio"
+version = "scm-1"
+
+source = {
+  url = "git+https://example.invalid/corio.git",
+}
+
+description = {
+  summary = "libuv event loop driven by Lua coroutines",
+  detailed = [[
+    corio runs Lua coroutines on a libuv loop: tasks, timers, cancel
+    scopes with deadlines, semaphores, channels and more, with a small
+    C core (corio.core) and a pure-Lua layer (corio).
+  ]],
+  license = "MIT",
+}
+
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+
+external_dependencies = {
+  LIBUV = {
+    header = "uv.h",
+    library = "uv",
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["corio.core"] = {
+      sources = {
+        "csrc/core.c",
+        "csrc/runtime.c",
+        "csrc/task.c",
+        "csrc/time.c",
+        "csrc/scope.c",
+        "csrc/sync.c",
+        "csrc/channel.c",
+        "csrc/observe.c",
+      },
+      incdirs = { "csrc", "$(LIBUV_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)" },
+      libraries = { "uv", "pthread" },
+    },
+    corio = "lua/corio/init.lua",
+  },
+}
