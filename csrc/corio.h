@@ -238,6 +238,8 @@ struct corio_rt {
   int running;             /* inside rt:run() */
   int reaping;             /* main finished: the rest are being cancelled */
   int deadlock_ref;        /* the deadlock error, LUA_NOREF if none */
+  int pending_ref;         /* errors of collected, unobserved failed tasks
+                              waiting to be reported (a list), or NOREF */
   int loop_open;           /* uv_loop_init succeeded and not yet closed */
   int on_error_ref;        /* user error handler, LUA_NOREF: default */
   int ready_n;
@@ -254,6 +256,9 @@ corio_rt *corio_rt_get(lua_State *L, const char *fname);
 void corio_rt_push_ready(corio_rt *rt, corio_task *t);
 /* Report a failure nobody observed through the runtime's error handler. */
 void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t);
+/* From a task's __gc: queue its error; the scheduler reports it (no user
+   code runs inside a finalizer, nor during lua_close). */
+void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
 
 /* -------------------------------------------------------------- task.c */
 

@@ -37,32 +37,75 @@ static corio_rt *check_rt(lua_State *L, int idx) {
 
 /* ------------------------------------------------------------ reports */
 
-void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
-  t->flags |= CORIO_TF_REPORTED;
+/* Reports the error object on top of L (and pops it). */
+static void rt_report_value(lua_State *L, corio_rt *rt) {
   lua_checkstack(L, 4);
   if (rt->on_error_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->on_error_ref);
-    lua_pushvalue(t->co, -1);
-    lua_xmove(t->co, L, 1);
-    if (lua_pcall(L, 1, 0, 0) == LUA_OK) return;
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 0, 0) == LUA_OK) {
+      lua_pop(L, 1);
+      return;
+    }
     fprintf(stderr, "corio: error in on_error handler: %s\n",
             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 1);
   }
-  lua_pushvalue(t->co, -1);
-  lua_xmove(t->co, L, 1);
   lua_getfield(L, -1, "traceback");
   lua_getfield(L, -2, "task");
   lua_getfield(L, -3, "message");
-  fprintf(stderr, "corio: unhandled error in task '%s': %s\n%s\n",
-          lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
-          lua_isstring(L, -1) ? lua_tostring(L, -1) : "?",
-          lua_isstring(L, -3) ? lua_tostring(L, -3) : "");
+  if (lua_isstring(L, -3)) /* the traceback starts with the message */
+    fprintf(stderr, "corio: unhandled error in task '%s': %s\n",
+            lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
+            lua_tostring(L, -3));
+  else
+    fprintf(stderr, "corio: unhandled error in task '%s': %s\n",
+            lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
   lua_pop(L, 4);
+}
+
+void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
+  t->flags |= CORIO_TF_REPORTED;
+  lua_checkstack(L, 2);
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, L, 1);
+  rt_report_value(L, rt);
+}
+
+void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t) {
+  t->flags |= CORIO_TF_REPORTED;
+  if (!rt->running) return; /* run already reported it, or is gone */
+  lua_checkstack(L, 3);
+  if (rt->pending_ref == LUA_NOREF) {
+    lua_newtable(L);
+    rt->pending_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pending_ref);
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, L, 1);
+  lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
+/* Reports the errors queued by finalizers, from the scheduler. */
+static void rt_report_pending(lua_State *L, corio_rt *rt) {
+  int i, n, ref = rt->pending_ref;
+  if (ref == LUA_NOREF) return;
+  rt->pending_ref = LUA_NOREF;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  n = (int)lua_rawlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    rt_report_value(L, rt);
+  }
+  lua_pop(L, 1);
 }
 
 static void rt_report_all(lua_State *L, corio_rt *rt) {
   corio_link *n;
+  rt_report_pending(L, rt);
   while ((n = corio_list_shift(&rt->unobserved))) {
     corio_task *t = corio_container(n, corio_task, all);
     corio_rt_report(L, rt, t);
@@ -170,6 +213,7 @@ static void rt_abandon(lua_State *L, corio_rt *rt) {
 static void rt_loop(lua_State *L, corio_rt *rt) {
   for (;;) {
     uint64_t next;
+    if (rt->pending_ref != LUA_NOREF) rt_report_pending(L, rt);
     if (!corio_list_empty(&rt->ready)) {
       rt_run_batch(L, rt);
       if (rt_io_alive(rt)) uv_run(&rt->loop, UV_RUN_NOWAIT);
@@ -297,6 +341,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   memset(rt, 0, sizeof *rt);
   rt->on_error_ref = LUA_NOREF;
   rt->deadlock_ref = LUA_NOREF;
+  rt->pending_ref = LUA_NOREF;
   corio_list_init(&rt->ready);
   corio_list_init(&rt->live);
   corio_list_init(&rt->unobserved);
@@ -367,6 +412,10 @@ static int lrt_gc(lua_State *L) {
   if (rt->on_error_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
     rt->on_error_ref = LUA_NOREF;
+  }
+  if (rt->pending_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->pending_ref);
+    rt->pending_ref = LUA_NOREF;
   }
   return 0;
 }

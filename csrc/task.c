@@ -419,7 +419,7 @@ static int ltask_gc(lua_State *L) {
     corio_list_remove(&t->all);
     rt->n_live--;
   } else if (corio_linked(&t->all)) { /* failed, never observed */
-    corio_rt_report(L, rt, t);
+    corio_rt_defer_report(L, rt, t);
     corio_list_remove(&t->all);
   }
   t->rt = NULL;
