@@ -51,5 +51,6 @@ build = {
       libraries = { "uv", "pthread" },
     },
     corio = "lua/corio/init.lua",
+    ["corio.sync"] = "lua/corio/sync.lua",
   },
 }

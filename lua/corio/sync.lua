@@ -1,0 +1,99 @@
+--- corio.sync: the Lua half of the synchronisation primitives.
+--
+-- `sem:with`, `m:with` and `ch:iter` are written in Lua because a
+-- protected call that may yield needs lua_pcallk in C, which Lua 5.1 and
+-- LuaJIT lack; a Lua pcall is yieldable on 5.2+ and LuaJIT. `install`
+-- adds them to the method tables that corio.core exposes.
+--
+-- PUC Lua 5.1 cannot yield across pcall (nor from a `for` iterator):
+--   * there `with` uses the yieldable protected call that init.lua passes
+--     to `install` (corio's own, which runs fn as a child task); without
+--     one it calls fn unprotected, and if fn raises, the permit comes
+--     back only when it is collected;
+--   * `for v in ch:iter()` cannot wait: use a `while` loop over ch:recv().
+local M = {}
+
+local pcall, error, type, getmetatable = pcall, error, type, getmetatable
+
+local can_pcall_yield = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+
+local function check_fn(fn)
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (mt and mt.__call) then
+    error("bad argument #1 to 'with' (function expected, got "
+      .. type(fn) .. ")", 3)
+  end
+end
+
+-- Releases h, then returns fn's results or re-raises its error (a
+-- cancellation included) unchanged.
+local function finish(h, release, ok, ...)
+  release(h)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+local function finish_plain(h, release, ...)
+  release(h)
+  return ...
+end
+
+local function make_with(take, release, ypcall)
+  if not ypcall then
+    return function(self, fn, ...)
+      check_fn(fn)
+      local h, err = take(self)
+      if not h then error(err, 2) end
+      return finish_plain(h, release, fn(...))
+    end
+  end
+  return function(self, fn, ...)
+    check_fn(fn)
+    local h, err = take(self)
+    if not h then error(err, 2) end
+    return finish(h, release, ypcall(fn, ...))
+  end
+end
+
+local function release_permit(p) p:release() end
+local function unlock_guard(g) g:unlock() end
+
+local function step(ch)
+  -- without a timeout, recv fails only once the channel is closed and
+  -- drained: that ends the loop
+  return (ch:recv())
+end
+
+--- Adds `with` to corio.Semaphore and corio.Mutex and `iter` to
+--- corio.Channel.
+---@param core table the corio.core module
+---@param ypcall? function a pcall that may wait (default: pcall where it
+---  can, i.e. not on PUC Lua 5.1)
+---@return table core
+function M.install(core, ypcall)
+  local sem, mutex, chan = core._Semaphore_methods, core._Mutex_methods,
+    core._Channel_methods
+  if ypcall == nil and can_pcall_yield then ypcall = pcall end
+
+  --- sem:with(fn, ...): acquires one permit, calls fn(...), releases the
+  --- permit when fn returns, raises or is cancelled; returns fn's results.
+  --- Raises the "closed" error if the semaphore is closed.
+  sem.with = make_with(function(s) return s:acquire() end, release_permit,
+    ypcall)
+
+  --- m:with(fn, ...): locks, calls fn(...), unlocks however fn ends.
+  mutex.with = make_with(function(m) return m:lock() end, unlock_guard,
+    ypcall)
+
+  --- for v in ch:iter() do ... end: receives until the channel is closed
+  --- and drained.
+  function chan.iter(ch)
+    if ch == nil then
+      error("bad argument #1 to 'iter' (corio.Channel expected, got nil)", 2)
+    end
+    return step, ch
+  end
+  return core
+end
+
+return M
