@@ -13,7 +13,6 @@ const char corio_raise_mark = 0;
 
 #define CTX_KEY "corio.ctx"
 #define ERROR_MT "corio.Error"
-#define WRAP_KEY "corio.await_wrapper"
 
 corio_ctx *corio_ctx_get(lua_State *L) {
   return (corio_ctx *)lua_touserdata(L, lua_upvalueindex(1));
@@ -24,23 +23,20 @@ corio_ctx *corio_ctx_get(lua_State *L) {
 #ifndef CORIO_YIELDK
 /* Without continuations an awaiting C function returns the values it was
    resumed with; this wrapper raises when they start with the raise mark. */
+/* The C function is an upvalue named like it, so that argument errors
+   read "bad argument #1 to 'sleep'" as they do on 5.3+. */
 static const char wrapper_src[] =
-    "local f, mark = ...\n"
+    "local %s, mark = ...\n"
     "local function chk(a, ...)\n"
     "  if a == mark then error((...), 0) end\n"
     "  return a, ...\n"
     "end\n"
-    "return function(...) return chk(f(...)) end\n";
+    "return function(...) return chk(%s(...)) end\n";
 
-static void aux_wrap_await(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, WRAP_KEY);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    if (luaL_loadbuffer(L, wrapper_src, sizeof wrapper_src - 1, "=corio"))
-      lua_error(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, WRAP_KEY);
-  }
+static void aux_wrap_await(lua_State *L, const char *name) {
+  const char *src = lua_pushfstring(L, wrapper_src, name, name);
+  if (luaL_loadbuffer(L, src, strlen(src), "=corio")) lua_error(L);
+  lua_remove(L, -2);
   lua_insert(L, -2);
   lua_pushlightuserdata(L, (void *)&corio_raise_mark);
   lua_call(L, 2, 1);
@@ -53,7 +49,7 @@ void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await) {
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, l->func, 1);
 #ifndef CORIO_YIELDK
-    if (await) aux_wrap_await(L);
+    if (await) aux_wrap_await(L, l->name[0] == '_' ? "f" : l->name);
 #else
     (void)await;
 #endif

@@ -28,7 +28,9 @@
  *   woken == 0: t is still linked in the primitive: unlink it and return 1,
  *               or return 0 to refuse (a wait that must not be interrupted;
  *               the cancellation stays pending for the next await).
- *   woken == 1: the primitive already woke t, which has not run yet: return
+ *   woken == 1: the primitive already woke t, which has not run yet (the
+ *               values it handed over are still the top t->nargs slots of
+ *               t->co, and are dropped if the hook returns 1): return
  *               1 if the primitive took back what it handed over (permit,
  *               value), so that t gets the cancellation instead; 0 lets the
  *               wake stand (the cancellation waits for the next await).
@@ -291,8 +293,8 @@ void corio_wake_raise(corio_task *t);    /* error object on top of t->co */
 /* Deliver the task's pending cancellation if it is parked (or woken but
    not yet run) and its wait allows it; no-op otherwise. */
 void corio_task_poke(corio_task *t);
-/* The scope whose cancellation applies to t now, or NULL. A task's own
-   t:cancel() is reported as its outermost scope or, with none, as the
+/* The scope whose cancellation applies to t now, or NULL. A t:cancel() of
+   t or of a task it runs inside (through nurseries) is reported as the
    pseudo-scope CORIO_SELF_CANCEL. */
 #define CORIO_SELF_CANCEL ((corio_scope *)(void *)&corio_raise_mark)
 corio_scope *corio_task_cancelled_by(const corio_task *t);

@@ -396,8 +396,13 @@ static void rt_on_close_walk(uv_handle_t *h, void *arg) {
 static int lrt_gc(lua_State *L) {
   corio_rt *rt = (corio_rt *)luaL_checkudata(L, 1, RT_MT);
   corio_link *n;
-  while ((n = corio_list_shift(&rt->live)))
-    corio_container(n, corio_task, all)->rt = NULL;
+  while ((n = corio_list_shift(&rt->live))) { /* only at lua_close */
+    corio_task *t = corio_container(n, corio_task, all);
+    if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
+    corio_list_remove(&t->link);
+    corio_list_remove(&t->scope_link);
+    t->rt = NULL;
+  }
   while ((n = corio_list_shift(&rt->unobserved)))
     corio_container(n, corio_task, all)->rt = NULL;
   while ((n = corio_list_shift(&rt->ready))) {

@@ -128,7 +128,9 @@ static void aux_wake_waiter(corio_scope *s) {
   corio_task *w = s->waiter;
   if (!w || s->nchildren > 0) return;
   s->waiter = NULL;
-  w->wait.abort = NULL;
+  /* keep nursery_abort: a cancellation arriving before w runs must not
+     undo this wake, or the scope's exit (and its recorded failure) would
+     be skipped; it is delivered at the next checkpoint instead */
   corio_wake(w, 0);
 }
 

@@ -47,17 +47,18 @@ const char *corio_task_name(lua_State *L, corio_task *t) {
 /* ------------------------------------------------------ cancellation */
 
 corio_scope *corio_task_cancelled_by(const corio_task *t) {
+  const corio_task *owner = t; /* whose scopes the walk is in */
   corio_scope *s = t->scope ? t->scope : t->parent;
-  for (; s && s->owner == t; s = s->parent) { /* the task's own scopes */
+  for (;;) {
+    if (!s || s->owner != owner) { /* leaving owner's own scopes */
+      if (owner->flags & CORIO_TF_CANCEL) return CORIO_SELF_CANCEL;
+      if (!s) return NULL;
+      owner = s->owner;
+    }
     if (s->cancelled) return s;
     if (s->kind == CORIO_SCOPE_SHIELD) return NULL;
+    s = s->parent;
   }
-  if (t->flags & CORIO_TF_CANCEL) return CORIO_SELF_CANCEL;
-  for (; s; s = s->parent) { /* scopes of the tasks that spawned it */
-    if (s->cancelled) return s;
-    if (s->kind == CORIO_SCOPE_SHIELD) return NULL;
-  }
-  return NULL;
 }
 
 void corio_push_cancel(lua_State *L, corio_scope *by) {

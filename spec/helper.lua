@@ -40,7 +40,13 @@ function H.run(fn, opts, ...)
   local st = rt:stats()
   assert(st.alive == 0, "tasks left alive after run: " .. st.alive)
   assert(st.timers == 0, "timers left armed after run: " .. st.timers)
-  if not r[1] then error(r[2], 0) end
+  if not r[1] then
+    local e = r[2]
+    -- a failed assertion inside a task arrives wrapped as a task error:
+    -- re-raise the original so busted shows it
+    if corio.is_error(e, "task") and e.value ~= nil then error(e.value, 0) end
+    error(e, 0)
+  end
   return H.unpack(r, 2, r.n)
 end
 

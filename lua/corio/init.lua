@@ -47,6 +47,11 @@ if PUC51 then
 end
 M._ypcall = ypcall
 
+require("corio.sync").install(core, ypcall)
+for k, v in pairs(core) do -- what install added
+  if type(k) == "string" and k:sub(1, 1) ~= "_" and M[k] == nil then M[k] = v end
+end
+
 local function check_fn(fname, i, f)
   if type(f) ~= "function" then
     error(("bad argument #%d to '%s' (function expected, got %s)")
