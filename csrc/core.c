@@ -27,9 +27,10 @@ corio_ctx *corio_ctx_get(lua_State *L) {
    read "bad argument #1 to 'sleep'" as they do on 5.3+. */
 static const char wrapper_src[] =
     "local %s, mark = ...\n"
-    "local function chk(a, ...)\n"
-    "  if a == mark then error((...), 0) end\n"
-    "  return a, ...\n"
+    "local error, select = error, select\n"
+    "local function chk(...)\n"
+    "  if ... == mark then error((select(2, ...)), 0) end\n"
+    "  return ...\n"
     "end\n"
     "return function(...) return chk(%s(...)) end\n";
 

@@ -46,7 +46,7 @@ corio.run(function()
   --    next wait.
   local log = {}
   local server = corio.spawn({ name = "server" }, function()
-    local okk, e = pcall(corio.sleep, 60)
+    local _, e = pcall(corio.sleep, 60)
     log[#log + 1] = "cleanup after " .. tostring(e)
     corio.sleep(1)                -- cancelled again here: cancellation sticks
     log[#log + 1] = "never reached"
