@@ -223,7 +223,9 @@ double corio_check_seconds(lua_State *L, int arg);
 
 struct corio_rt {
   uv_loop_t loop;
-  uv_timer_t uvtimer;      /* drives the heap on the real clock */
+  uv_timer_t uvtimer;      /* drives the heap where there is no timerfd */
+  uv_poll_t tpoll;         /* polls tfd */
+  int tfd;                 /* Linux timerfd armed at the next deadline */
   corio_ctx *ctx;
   lua_State *L;            /* the state rt:run() was called from */
   corio_task *current;     /* the task running now, or NULL */
@@ -319,6 +321,11 @@ int corio_timers_run(corio_rt *rt);
 /* Next deadline, or UINT64_MAX with no timer. */
 uint64_t corio_timers_next(corio_rt *rt);
 void corio_timers_free(corio_rt *rt);
+/* The real clock's wake-up source: set up with the loop, closed after it.
+   corio_clock_block runs the loop once, returning on I/O or at `next`. */
+void corio_clock_init(corio_rt *rt);
+void corio_clock_block(corio_rt *rt, uint64_t next);
+void corio_clock_close(corio_rt *rt);
 
 /* ------------------------------------------------------------- scope.c */
 

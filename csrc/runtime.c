@@ -14,10 +14,6 @@
 
 
 #define RT_MT "corio.Runtime"
-/* On the real clock the last stretch before a deadline is polled rather
-   than slept: the loop's millisecond clock would otherwise wake us up to a
-   millisecond late (or early, which we never allow). */
-#define SPIN_NS 1000000u
 
 corio_rt *corio_rt_get(lua_State *L, const char *fname) {
   corio_rt *rt = corio_ctx_get(L)->rt;
@@ -153,37 +149,9 @@ static void rt_cancel_all(corio_rt *rt) {
   }
 }
 
-/* Whether anything but our own timer can still call back. */
-static int rt_io_alive(corio_rt *rt) {
-  if (rt->armed_due) {
-    uv_timer_stop(&rt->uvtimer);
-    rt->armed_due = 0;
-  }
-  return uv_loop_alive(&rt->loop);
-}
-
-static void uvtimer_on_fire(uv_timer_t *h) {
-  corio_rt *rt = (corio_rt *)h->data;
-  rt->armed_due = 0; /* the heap itself is run by the scheduler */
-}
-
-/* Block in the loop until I/O or the next deadline (real clock). */
-static void rt_wait_real(corio_rt *rt, uint64_t next) {
-  if (next != UINT64_MAX) {
-    uint64_t now = uv_hrtime();
-    if (next <= now + SPIN_NS) {
-      uv_run(&rt->loop, UV_RUN_NOWAIT);
-      return;
-    }
-    if (rt->armed_due != next) {
-      uint64_t ms = (next - now - SPIN_NS) / 1000000u;
-      uv_update_time(&rt->loop);
-      uv_timer_start(&rt->uvtimer, uvtimer_on_fire, ms, 0);
-      rt->armed_due = next;
-    }
-  }
-  uv_run(&rt->loop, UV_RUN_ONCE);
-}
+/* Whether anything but our own clock handles (kept unreferenced) can
+   still call back. */
+static int rt_io_alive(corio_rt *rt) { return uv_loop_alive(&rt->loop); }
 
 /* Raise-later: record the deadlock error (with the dump) in the registry. */
 static void rt_deadlock(lua_State *L, corio_rt *rt) {
@@ -240,7 +208,7 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
       return;
     }
     if (!rt->virtual_clock) {
-      rt_wait_real(rt, next);
+      corio_clock_block(rt, next);
     } else if (rt_io_alive(rt)) {
       uv_run(&rt->loop, next == UINT64_MAX ? UV_RUN_ONCE : UV_RUN_NOWAIT);
       if (corio_list_empty(&rt->ready) && next != UINT64_MAX) rt->vnow = next;
@@ -368,8 +336,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   if ((r = uv_loop_init(&rt->loop)) != 0)
     luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
   rt->loop_open = 1;
-  uv_timer_init(&rt->loop, &rt->uvtimer);
-  rt->uvtimer.data = rt;
+  corio_clock_init(rt);
   return rt;
 }
 
@@ -413,6 +380,7 @@ static int lrt_gc(lua_State *L) {
     uv_walk(&rt->loop, rt_on_close_walk, NULL);
     uv_run(&rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(&rt->loop);
+    corio_clock_close(rt);
   }
   if (rt->on_error_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);

@@ -6,12 +6,29 @@
  * (due, seq) so that timers due at the same instant fire in the order they
  * were armed. Timer nodes live inside tasks and scopes: arming allocates
  * nothing once the heap array has grown to the peak number of timers.
- * The heap is driven by one uv_timer (see runtime.c); on the virtual clock
- * the scheduler jumps straight to the next deadline instead.
+ * On the real clock the heap's next deadline wakes the loop through a
+ * Linux timerfd armed at that exact nanosecond and watched by a uv_poll:
+ * libuv's own timers count whole milliseconds, which would wake us up to a
+ * millisecond late, or early (never allowed). Elsewhere one uv_timer wakes
+ * us just before the deadline and the last millisecond is polled. On the
+ * virtual clock the scheduler jumps straight to the next deadline.
  */
 #include "corio.h"
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/timerfd.h>
+#include <unistd.h>
+#endif
+
+/* Without a timerfd, this close to a deadline the loop is polled. */
+#define SPIN_NS 1000000u
+/* With one, the wake-up is set this much after the deadline, so timers
+   due within the same 100 us share one wake-up instead of costing one
+   each (as the kernel's own timer slack does): never early, and late by
+   at most this plus the scheduling delay. */
+#define SLACK_NS 100000u
 
 
 uint64_t corio_now_ns(corio_rt *rt) {
@@ -131,6 +148,98 @@ void corio_timers_free(corio_rt *rt) {
   free(rt->heap);
   rt->heap = NULL;
   rt->heap_n = rt->heap_cap = 0;
+}
+
+/* ------------------------------------------------------- real clock */
+
+static void clock_on_timer(uv_timer_t *h) {
+  ((corio_rt *)h->data)->armed_due = 0;
+}
+
+#ifdef __linux__
+static void clock_on_fd(uv_poll_t *h, int status, int events) {
+  corio_rt *rt = (corio_rt *)h->data;
+  uint64_t expirations;
+  (void)status;
+  (void)events;
+  if (read(rt->tfd, &expirations, sizeof expirations) < 0) {
+    /* EAGAIN: re-armed since it fired; nothing to clear */
+  }
+  rt->armed_due = 0;
+}
+#endif
+
+/* Both handles stay unreferenced, so they never keep the loop alive (the
+   deadlock check relies on that); corio_clock_block references the one
+   in use only while it blocks. */
+void corio_clock_init(corio_rt *rt) {
+  uv_timer_init(&rt->loop, &rt->uvtimer);
+  rt->uvtimer.data = rt;
+  uv_unref((uv_handle_t *)&rt->uvtimer);
+  rt->tfd = -1;
+#ifdef __linux__
+  rt->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (rt->tfd < 0) return;
+  if (uv_poll_init(&rt->loop, &rt->tpoll, rt->tfd) != 0) {
+    close(rt->tfd);
+    rt->tfd = -1;
+    return;
+  }
+  rt->tpoll.data = rt;
+  uv_poll_start(&rt->tpoll, UV_READABLE, clock_on_fd);
+  uv_unref((uv_handle_t *)&rt->tpoll);
+#endif
+}
+
+void corio_clock_close(corio_rt *rt) {
+#ifdef __linux__
+  if (rt->tfd >= 0) close(rt->tfd);
+#endif
+  rt->tfd = -1;
+}
+
+/* Arms the wake-up source for `next`; returns the handle to reference
+   while blocking, or NULL to poll without blocking. */
+static uv_handle_t *clock_arm(corio_rt *rt, uint64_t next) {
+#ifdef __linux__
+  if (rt->tfd >= 0) {
+    if (rt->armed_due != next) {
+      struct itimerspec its;
+      memset(&its, 0, sizeof its);
+      uint64_t at = next + SLACK_NS;
+      its.it_value.tv_sec = (time_t)(at / 1000000000u);
+      its.it_value.tv_nsec = (long)(at % 1000000000u);
+      timerfd_settime(rt->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+      rt->armed_due = next;
+    }
+    return (uv_handle_t *)&rt->tpoll;
+  }
+#endif
+  {
+    uint64_t now = uv_hrtime();
+    if (next <= now + SPIN_NS) return NULL;
+    if (rt->armed_due != next) {
+      uv_update_time(&rt->loop);
+      uv_timer_start(&rt->uvtimer, clock_on_timer,
+                     (next - now - SPIN_NS) / 1000000u, 0);
+      rt->armed_due = next;
+    }
+    return (uv_handle_t *)&rt->uvtimer;
+  }
+}
+
+void corio_clock_block(corio_rt *rt, uint64_t next) {
+  uv_handle_t *h = NULL;
+  if (next != UINT64_MAX) {
+    h = clock_arm(rt, next);
+    if (!h) {
+      uv_run(&rt->loop, UV_RUN_NOWAIT);
+      return;
+    }
+    uv_ref(h);
+  }
+  uv_run(&rt->loop, UV_RUN_ONCE);
+  if (h) uv_unref(h);
 }
 
 /* ---------------------------------------------------------------- Lua */
