@@ -231,6 +231,7 @@ struct corio_rt {
   corio_task *current;     /* the task running now, or NULL */
   corio_task *main;
   corio_link ready;        /* FIFO of READY tasks */
+  corio_link *batch_end;   /* marker ending the batch being run, or NULL */
   corio_link live;         /* every task that has not finished */
   corio_link unobserved;   /* failed tasks nobody joined yet */
   corio_timer **heap;      /* min-heap on (due, seq) */

@@ -33,6 +33,36 @@ static corio_rt *check_rt(lua_State *L, int idx) {
 
 /* ------------------------------------------------------------ reports */
 
+/* The default report: one stderr line naming the task, with the message
+   and the traceback's frames joined by " | ". Pops the error object.
+   Runs no Lua code, so it is also what lua_close falls back to. */
+static void rt_print_value(lua_State *L) {
+  const char *tb, *name, *msg;
+  luaL_Buffer b;
+  lua_checkstack(L, 6);
+  if (!lua_istable(L, -1)) {
+    fprintf(stderr, "corio: unhandled error: %s\n",
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "traceback");
+  lua_getfield(L, -2, "task");
+  lua_getfield(L, -3, "message");
+  tb = lua_isstring(L, -3) ? lua_tostring(L, -3) : NULL;
+  name = lua_isstring(L, -2) ? lua_tostring(L, -2) : "?";
+  msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
+  luaL_buffinit(L, &b);
+  for (; tb && *tb; tb++) { /* the traceback starts with the message */
+    if (*tb == '\n') luaL_addstring(&b, " | ");
+    else if (*tb != '\t') luaL_addchar(&b, *tb);
+  }
+  luaL_pushresult(&b);
+  fprintf(stderr, "corio: unhandled error in task '%s': %s\n", name,
+          tb ? lua_tostring(L, -1) : msg);
+  lua_pop(L, 5);
+}
+
 /* Reports the error object on top of L (and pops it). */
 static void rt_report_value(lua_State *L, corio_rt *rt) {
   lua_checkstack(L, 4);
@@ -47,18 +77,7 @@ static void rt_report_value(lua_State *L, corio_rt *rt) {
             lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 1);
   }
-  lua_getfield(L, -1, "traceback");
-  lua_getfield(L, -2, "task");
-  lua_getfield(L, -3, "message");
-  if (lua_isstring(L, -3)) /* the traceback starts with the message */
-    fprintf(stderr, "corio: unhandled error in task '%s': %s\n",
-            lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
-            lua_tostring(L, -3));
-  else
-    fprintf(stderr, "corio: unhandled error in task '%s': %s\n",
-            lua_isstring(L, -2) ? lua_tostring(L, -2) : "?",
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-  lua_pop(L, 4);
+  rt_print_value(L);
 }
 
 void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
@@ -136,8 +155,10 @@ static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
 static void rt_run_batch(lua_State *L, corio_rt *rt) {
   corio_link mark, *n;
   corio_list_push(&rt->ready, &mark);
+  rt->batch_end = &mark;
   while ((n = corio_list_shift(&rt->ready)) != &mark)
     rt_step(L, rt, corio_container(n, corio_task, link));
+  rt->batch_end = NULL;
 }
 
 static void rt_cancel_all(corio_rt *rt) {
@@ -370,8 +391,25 @@ static int lrt_gc(lua_State *L) {
     corio_list_remove(&t->scope_link);
     t->rt = NULL;
   }
-  while ((n = corio_list_shift(&rt->unobserved)))
-    corio_container(n, corio_task, all)->rt = NULL;
+  /* the state is closing during run (or the runtime was dropped): errors
+     nobody observed are printed, with no Lua code */
+  while ((n = corio_list_shift(&rt->unobserved))) {
+    corio_task *t = corio_container(n, corio_task, all);
+    lua_pushvalue(t->co, -1);
+    lua_xmove(t->co, L, 1);
+    rt_print_value(L);
+    t->rt = NULL;
+  }
+  if (rt->pending_ref != LUA_NOREF) {
+    int i, len;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pending_ref);
+    len = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= len; i++) {
+      lua_rawgeti(L, -1, i);
+      rt_print_value(L);
+    }
+    lua_pop(L, 1);
+  }
   while ((n = corio_list_shift(&rt->ready))) {
   }
   corio_timers_free(rt);

@@ -234,8 +234,15 @@ static void aux_task_error(lua_State *L, corio_task *t) {
   lua_State *co = t->co;
   luaL_traceback(L, co, lua_isstring(co, -1) ? lua_tostring(co, -1) : NULL,
                  0);
-  corio_closethread(co, L);
+  lua_pushvalue(co, -1);
   lua_xmove(co, L, 1); /* L: traceback, raw error */
+  /* Closing runs pending __close handlers with the error still on top of
+     co; a failing one replaces it. A suspended (abandoned) coroutine is
+     emptied instead, and keeps the copy taken above. */
+  if (corio_closethread(co, L) != LUA_OK && lua_gettop(co) > 0) {
+    lua_pop(L, 1);
+    lua_xmove(co, L, 1);
+  }
   lua_settop(co, 0);
   if (corio_is_error(L, -1, NULL)) {
     lua_getfield(L, -1, "traceback");

@@ -52,10 +52,11 @@ for k, v in pairs(core) do -- what install added
   if type(k) == "string" and k:sub(1, 1) ~= "_" and M[k] == nil then M[k] = v end
 end
 
-local function check_fn(fname, i, f)
+-- level: where the caller of the public function is, seen from here
+local function check_fn(fname, i, f, level)
   if type(f) ~= "function" then
     error(("bad argument #%d to '%s' (function expected, got %s)")
-      :format(i, fname, type(f)), 3)
+      :format(i, fname, type(f)), level or 3)
   end
 end
 
@@ -110,7 +111,7 @@ function M.scope(body, ...)
 end
 
 local function check_fns(fname, fns)
-  for i = 1, fns.n do check_fn(fname, i, fns[i]) end
+  for i = 1, fns.n do check_fn(fname, i, fns[i], 4) end
 end
 
 --- Runs every function concurrently to the end; returns one table per
