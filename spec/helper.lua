@@ -16,7 +16,39 @@ H.pack = pack
 H.can_pcall_yield = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
 H.lua54 = _VERSION == "Lua 5.4"
 
-local WATCHDOG_CPU = 60
+local WATCHDOG_CPU = tonumber(os.getenv("CORIO_WATCHDOG")) or 60
+
+-- debug.sethook is per coroutine (new ones inherit only the C side of a
+-- hook), so during H.run every task installs the watchdog when it starts:
+-- corio.spawn and Scope:spawn are wrapped for the duration of the run.
+local scope_methods = debug.getregistry()["corio.Scope"].__index
+local orig_spawn, orig_scope_spawn = corio.spawn, scope_methods.spawn
+
+local function watched(hook, fn)
+  return function(...)
+    debug.sethook(hook, "", 100000)
+    return fn(...)
+  end
+end
+
+local function wrap_spawn(hook, spawn, nfixed, name)
+  return function(...)
+    local args = pack(...)
+    local i = nfixed + 1
+    if type(args[i]) == "table" then i = i + 1 end
+    if type(args[i]) == "function" then args[i] = watched(hook, args[i]) end
+    local r = pack(pcall(spawn, H.unpack(args, 1, args.n)))
+    if r[1] then return H.unpack(r, 2, r.n) end
+    -- blame the spec's line, as the unwrapped spawn would
+    local msg = r[2]
+    -- (and name the function as a direct call does: through pcall it is
+    -- 'corio.core.spawn', or '?' on 5.1)
+    if type(msg) == "string" then
+      msg = msg:gsub("^[^:]*:%d+: ", ""):gsub("(to )'[^']*'", "%1'" .. name .. "'")
+    end
+    error(msg, 2)
+  end
+end
 
 --- Runs fn(...) in a new runtime; the last runtime is kept in H.rt.
 function H.run(fn, opts, ...)
@@ -27,15 +59,15 @@ function H.run(fn, opts, ...)
   local rt = corio.runtime(o)
   H.rt = rt
   local start = os.clock()
-  -- new coroutines inherit the creating thread's hook, so every task is
-  -- covered
-  debug.sethook(function()
+  local function hook()
     if os.clock() - start > WATCHDOG_CPU then
-      debug.sethook()
       error("watchdog: spec ran for more than " .. WATCHDOG_CPU .. " s of CPU", 2)
     end
-  end, "", 1000000)
-  local r = pack(pcall(rt.run, rt, fn, ...))
+  end
+  corio.spawn = wrap_spawn(hook, orig_spawn, 0, "spawn")
+  scope_methods.spawn = wrap_spawn(hook, orig_scope_spawn, 1, "spawn")
+  local r = pack(pcall(rt.run, rt, watched(hook, fn), ...))
+  corio.spawn, scope_methods.spawn = orig_spawn, orig_scope_spawn
   debug.sethook()
   local st = rt:stats()
   assert(st.alive == 0, "tasks left alive after run: " .. st.alive)
