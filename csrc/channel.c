@@ -27,10 +27,10 @@
  * to the front of the ring; only when neither is possible (the ring filled
  * up meanwhile) does it keep the value and defer the cancellation.
  */
+#include "corio.h"
 #include <stdio.h>
 #include <string.h>
 
-#include "corio.h"
 
 #define CHAN_MT "corio.Channel"
 #define CHAN_MAX ((lua_Integer)1 << 24) /* documented capacity limit */
@@ -49,7 +49,7 @@ typedef struct chan {
 } chan;
 
 static chan *check_chan(lua_State *L) {
-  return (chan *)luaL_checkudata(L, 1, CHAN_MT);
+  return (chan *)corio_checkudata(L, 1, CHAN_MT);
 }
 
 static int aux_gone(corio_task *t) { return t->rt == NULL; }

@@ -18,6 +18,34 @@ corio_ctx *corio_ctx_get(lua_State *L) {
   return (corio_ctx *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
+void *corio_testudata(lua_State *L, int idx, const char *tname) {
+  corio_ctx *ctx = corio_ctx_get(L);
+  void *p = lua_touserdata(L, idx);
+  int i;
+  if (p && lua_getmetatable(L, idx)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    for (i = 0; i < CORIO_MT_CACHE && ctx->mtc[i].name; i++)
+      if (ctx->mtc[i].name == tname) {
+        if (ctx->mtc[i].mt == mt) return p;
+        break;
+      }
+    if (i < CORIO_MT_CACHE && !ctx->mtc[i].name) { /* first use of tname */
+      luaL_getmetatable(L, tname);
+      ctx->mtc[i].mt = lua_topointer(L, -1);
+      ctx->mtc[i].name = tname;
+      lua_pop(L, 1);
+      if (ctx->mtc[i].mt == mt) return p;
+    }
+  }
+  return NULL;
+}
+
+void *corio_checkudata(lua_State *L, int idx, const char *tname) {
+  void *p = corio_testudata(L, idx, tname);
+  return p ? p : luaL_checkudata(L, idx, tname);
+}
+
 /* ------------------------------------------------------ function tables */
 
 #ifndef CORIO_YIELDK

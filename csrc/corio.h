@@ -176,9 +176,13 @@ struct corio_scope {
 };
 
 /* Per-Lua-state context: upvalue 1 of every function the module exports. */
+#define CORIO_MT_CACHE 16
 struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
   lua_Integer next_id;
+  /* class name (the literal's address) -> its metatable, so that checking
+     a userdata's type is a pointer compare, not a registry string lookup */
+  struct { const char *name; const void *mt; } mtc[CORIO_MT_CACHE];
 };
 
 /* -------------------------------------------------------------- core.c */
@@ -196,6 +200,11 @@ void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await);
    stack. Any of the lists may be NULL. */
 void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
                  const luaL_Reg *await_methods, const luaL_Reg *meta);
+
+/* luaL_checkudata with a fast path; the error on a mismatch is the same.
+   Only for functions registered with corio_setfuncs (ctx upvalue). */
+void *corio_checkudata(lua_State *L, int idx, const char *tname);
+void *corio_testudata(lua_State *L, int idx, const char *tname); /* NULL */
 
 /* The one error type. Pushes a new error table {kind, message, code}. */
 void corio_error_push(lua_State *L, const char *kind, const char *code,

@@ -23,7 +23,7 @@ static const char *aux_waiting_on(const corio_task *t) {
 
 static corio_rt *aux_rt(lua_State *L) {
   if (lua_isuserdata(L, 1))
-    return (corio_rt *)luaL_checkudata(L, 1, "corio.Runtime");
+    return (corio_rt *)corio_checkudata(L, 1, "corio.Runtime");
   return corio_ctx_get(L)->rt;
 }
 

@@ -28,7 +28,7 @@ void corio_rt_push_ready(corio_rt *rt, corio_task *t) {
 }
 
 static corio_rt *check_rt(lua_State *L, int idx) {
-  return (corio_rt *)luaL_checkudata(L, idx, RT_MT);
+  return (corio_rt *)corio_checkudata(L, idx, RT_MT);
 }
 
 /* ------------------------------------------------------------ reports */
@@ -382,7 +382,7 @@ static void rt_on_close_walk(uv_handle_t *h, void *arg) {
 
 /* Detach every task still pointing at rt, close the loop. No Lua code. */
 static int lrt_gc(lua_State *L) {
-  corio_rt *rt = (corio_rt *)luaL_checkudata(L, 1, RT_MT);
+  corio_rt *rt = (corio_rt *)corio_checkudata(L, 1, RT_MT);
   corio_link *n;
   while ((n = corio_list_shift(&rt->live))) { /* only at lua_close */
     corio_task *t = corio_container(n, corio_task, all);

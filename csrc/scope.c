@@ -156,7 +156,7 @@ static int nursery_abort(corio_task *t, int woken) {
 /* ---------------------------------------------------------------- Lua */
 
 static corio_scope *check_scope(lua_State *L, int idx) {
-  return (corio_scope *)luaL_checkudata(L, idx, SCOPE_MT);
+  return (corio_scope *)corio_checkudata(L, idx, SCOPE_MT);
 }
 
 static corio_task *aux_owner_task(lua_State *L, const char *fname) {

@@ -26,11 +26,11 @@
  * that hand nothing back (nil, err "closed"; event and watch wakes) clear
  * t->wait.abort, so a cancellation arriving before the task runs wins.
  */
+#include "corio.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "corio.h"
 
 #define SEM_MT "corio.Semaphore"
 #define PERMIT_MT "corio.Permit"
@@ -286,7 +286,7 @@ static int aux_tostring(lua_State *L, const char *fmt, ...) {
 /* ========================================================= semaphore */
 
 static sync_sem *check_sem(lua_State *L) {
-  return (sync_sem *)luaL_checkudata(L, 1, SEM_MT);
+  return (sync_sem *)corio_checkudata(L, 1, SEM_MT);
 }
 
 /* corio.semaphore(n) */
@@ -386,12 +386,12 @@ static void permit_release(lua_State *L, sync_permit *p) {
 }
 
 static int lpermit_release(lua_State *L) {
-  permit_release(L, (sync_permit *)luaL_checkudata(L, 1, PERMIT_MT));
+  permit_release(L, (sync_permit *)corio_checkudata(L, 1, PERMIT_MT));
   return 0;
 }
 
 static int lpermit_tostring(lua_State *L) {
-  sync_permit *p = (sync_permit *)luaL_checkudata(L, 1, PERMIT_MT);
+  sync_permit *p = (sync_permit *)corio_checkudata(L, 1, PERMIT_MT);
   if (p->n == 0)
     return aux_tostring(L, "corio.Permit: %p (released)", (void *)p);
   return aux_tostring(L, "corio.Permit: %p (%lld held)", (void *)p,
@@ -399,7 +399,7 @@ static int lpermit_tostring(lua_State *L) {
 }
 
 static sync_permit *check_guard(lua_State *L) {
-  return (sync_permit *)luaL_checkudata(L, 1, GUARD_MT);
+  return (sync_permit *)corio_checkudata(L, 1, GUARD_MT);
 }
 
 /* guard:unlock() and guard's __close: only the task that locked it. */
@@ -430,7 +430,7 @@ static int lguard_tostring(lua_State *L) {
 /* =============================================================== mutex */
 
 static sync_sem *check_mutex(lua_State *L) {
-  return (sync_sem *)luaL_checkudata(L, 1, MUTEX_MT);
+  return (sync_sem *)corio_checkudata(L, 1, MUTEX_MT);
 }
 
 static int lmutex_new(lua_State *L) {
@@ -485,7 +485,7 @@ typedef struct sync_event {
 } sync_event;
 
 static sync_event *check_event(lua_State *L) {
-  return (sync_event *)luaL_checkudata(L, 1, EVENT_MT);
+  return (sync_event *)corio_checkudata(L, 1, EVENT_MT);
 }
 
 static int lev_new(lua_State *L) {
@@ -575,7 +575,7 @@ typedef struct sync_watch {
 } sync_watch;
 
 static sync_watch *check_watch(lua_State *L) {
-  return (sync_watch *)luaL_checkudata(L, 1, WATCH_MT);
+  return (sync_watch *)corio_checkudata(L, 1, WATCH_MT);
 }
 
 /* corio.watch([value]) */

@@ -12,10 +12,17 @@
 #include <string.h>
 
 
+/* Two metatables, alike but for __gc: a task object is marked for
+   finalization only when it fails with nobody observing it (its metatable
+   then becomes TASK_GC_MT), since finalizers make every object cost more
+   to collect and only such a task has something to do when collected. */
 #define TASK_MT "corio.Task"
+#define TASK_GC_MT "corio.Task (unobserved failure)"
 
 corio_task *corio_check_task(lua_State *L, int idx) {
-  return (corio_task *)luaL_checkudata(L, idx, TASK_MT);
+  void *p = corio_testudata(L, idx, TASK_MT);
+  if (!p) p = corio_testudata(L, idx, TASK_GC_MT);
+  return p ? (corio_task *)p : (corio_task *)luaL_checkudata(L, idx, TASK_MT);
 }
 
 static int task_finished(const corio_task *t) { return t->state >= CORIO_DONE; }
@@ -338,8 +345,12 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
     t->flags |= CORIO_TF_OBSERVED;
     corio_scope_child_done(L, t->parent, t);
   }
-  if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED))
+  if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)) {
     corio_list_push(&rt->unobserved, &t->all);
+    corio_task_push(L, t);
+    luaL_setmetatable(L, TASK_GC_MT); /* now it needs its finalizer */
+    lua_pop(L, 1);
+  }
   luaL_unref(L, LUA_REGISTRYINDEX, t->ref); /* last: t may be collected */
   t->ref = LUA_NOREF;
 }
@@ -391,8 +402,13 @@ static int ltask_status(lua_State *L) {
 }
 
 static int ltask_index(lua_State *L) {
-  corio_task *t = corio_check_task(L, 1);
-  const char *k = lua_tostring(L, 2);
+  corio_task *t;
+  const char *k;
+  lua_pushvalue(L, 2); /* methods first: t:join() is the common case */
+  lua_rawget(L, lua_upvalueindex(2));
+  if (!lua_isnil(L, -1)) return 1;
+  t = corio_check_task(L, 1);
+  k = lua_tostring(L, 2);
   if (k && strcmp(k, "id") == 0) {
     lua_pushinteger(L, t->id);
     return 1;
@@ -402,8 +418,7 @@ static int ltask_index(lua_State *L) {
     if (lua_isnil(L, -1)) lua_pushfstring(L, "task#%d", (int)t->id);
     return 1;
   }
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(2));
+  lua_pushnil(L);
   return 1;
 }
 
@@ -490,7 +505,9 @@ static const luaL_Reg task_methods[] = {
     {"cancel", ltask_cancel}, {"status", ltask_status}, {NULL, NULL}};
 static const luaL_Reg task_await[] = {
     {"join", ltask_join}, {"wait", ltask_wait}, {NULL, NULL}};
-static const luaL_Reg task_meta[] = {
+static const luaL_Reg task_meta[] = {{"__tostring", ltask_tostring},
+                                     {NULL, NULL}};
+static const luaL_Reg task_gc_meta[] = {
     {"__tostring", ltask_tostring}, {"__gc", ltask_gc}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {
     {"spawn", lcorio_spawn}, {"current", lcorio_current},
@@ -500,13 +517,22 @@ static const luaL_Reg funcs[] = {
 static const luaL_Reg await_funcs[] = {{"yield", lcorio_yield},
                                        {NULL, NULL}};
 
-void corio_open_task(lua_State *L) {
-  corio_class(L, TASK_MT, task_methods, task_await, task_meta);
+/* t.id and t.name are fields; the rest are methods (upvalue 2) */
+static void aux_task_class(lua_State *L, const char *name,
+                           const luaL_Reg *meta) {
+  corio_class(L, name, task_methods, task_await, meta);
+  lua_pushliteral(L, TASK_MT); /* both are named corio.Task */
+  lua_setfield(L, -2, "__name");
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.ctx");
   lua_getfield(L, -2, "__index");
   lua_pushcclosure(L, ltask_index, 2);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+}
+
+void corio_open_task(lua_State *L) {
+  aux_task_class(L, TASK_MT, task_meta);
+  aux_task_class(L, TASK_GC_MT, task_gc_meta);
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
 }
