@@ -3,22 +3,6 @@ local corio = require "corio"
 
 local H = require "helper"
 
--- H.run (a fresh runtime on the virtual clock, a watchdog, and a check
--- that nothing is left running), with a failed assertion inside coming
--- out as itself rather than wrapped in a task error.
-local function run(fn)
-  local ok, err = pcall(H.run, fn)
-  if not ok then
-    if type(err) == "table" and err.value ~= nil then err = err.value end
-    error(err, 0)
-  end
-end
-
--- Lets every ready task run until it parks again.
-local function settle()
-  for _ = 1, 4 do corio.yield() end
-end
-
 -- PUC Lua 5.1 cannot yield from a `for` iterator.
 local iter_can_wait = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
 
@@ -34,7 +18,7 @@ end
 
 describe("corio.channel", function()
   it("delivers values in FIFO order", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(3)
       assert.is_true(ch:send(1))
       assert.is_true(ch:send("two"))
@@ -48,7 +32,7 @@ describe("corio.channel", function()
   end)
 
   it("makes send wait while the channel is full (backpressure)", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(2)
       local sent = 0
       local p = corio.spawn(function()
@@ -57,12 +41,12 @@ describe("corio.channel", function()
           sent = i
         end
       end)
-      settle()
+      H.settle()
       assert.equal(2, sent)
       assert.equal("waiting", p:status())
       assert.equal(2, ch:len())
       assert.equal(1, ch:recv())
-      settle()
+      H.settle()
       assert.equal(3, sent)
       assert.equal(2, ch:len())
       local got = { ch:recv(), ch:recv(), ch:recv(), ch:recv() }
@@ -72,10 +56,10 @@ describe("corio.channel", function()
   end)
 
   it("makes recv wait while the channel is empty", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local c = corio.spawn(function() return ch:recv() end)
-      settle()
+      H.settle()
       assert.equal("waiting", c:status())
       ch:send("x")
       assert.equal(0, ch:len()) -- handed straight to the waiting receiver
@@ -84,11 +68,11 @@ describe("corio.channel", function()
   end)
 
   it("serves waiting senders in FIFO order", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       ch:send(0)
       for i = 1, 5 do corio.spawn(function() ch:send(i) end) end
-      settle()
+      H.settle()
       local got = {}
       for _ = 0, 5 do got[#got + 1] = ch:recv() end
       assert.same({ 0, 1, 2, 3, 4, 5 }, got)
@@ -96,14 +80,14 @@ describe("corio.channel", function()
   end)
 
   it("serves waiting receivers in FIFO order", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(4)
       local got = {}
       local tasks = {}
       for i = 1, 4 do
         tasks[i] = corio.spawn(function() got[i] = ch:recv() end)
       end
-      settle()
+      H.settle()
       for v = 10, 13 do ch:send(v) end
       for i = 1, 4 do tasks[i]:join() end
       assert.same({ 10, 11, 12, 13 }, got)
@@ -111,7 +95,7 @@ describe("corio.channel", function()
   end)
 
   it("has non-blocking try_send and try_recv", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       assert.is_nil(ch:try_recv())
       assert.is_true(ch:try_send("a"))
@@ -136,7 +120,7 @@ describe("corio.channel", function()
   end)
 
   it("still delivers buffered values after close, then returns a closed error", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(3)
       ch:send(1)
       ch:send(2)
@@ -163,7 +147,7 @@ describe("corio.channel", function()
     if not iter_can_wait then
       return pending("PUC Lua 5.1 cannot yield from a for iterator")
     end
-    run(function()
+    H.run(function()
       local ch = corio.channel(2)
       corio.spawn(function()
         for i = 1, 10 do ch:send(i) end
@@ -176,11 +160,11 @@ describe("corio.channel", function()
   end)
 
   it("wakes waiting receivers with a closed error on close", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local tasks = {}
       for i = 1, 3 do tasks[i] = corio.spawn(function() return ch:recv() end) end
-      settle()
+      H.settle()
       ch:close()
       for i = 1, 3 do
         local v, err = tasks[i]:join()
@@ -191,11 +175,11 @@ describe("corio.channel", function()
   end)
 
   it("wakes waiting senders with a closed error on close; their values are not delivered", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       ch:send("kept")
       local s = corio.spawn(function() return ch:send("dropped") end)
-      settle()
+      H.settle()
       ch:close()
       local ok, err = s:join()
       assert.is_nil(ok)
@@ -205,7 +189,7 @@ describe("corio.channel", function()
   end)
 
   it("refuses nil as a value", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local ok, err = pcall(function() local _ = ch:send(nil) end)
       assert.is_false(ok)
@@ -218,7 +202,7 @@ describe("corio.channel", function()
   end)
 
   it("sends false and tables like any other value", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(2)
       local t = {}
       ch:send(false)
@@ -238,7 +222,7 @@ describe("corio.channel", function()
   end)
 
   it("makes capacity 0 a rendezvous: send waits for a receiver", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(0)
       assert.is_false(ch:try_send(1))
       local done = false
@@ -246,14 +230,14 @@ describe("corio.channel", function()
         ch:send("hello")
         done = true
       end)
-      settle()
+      H.settle()
       assert.is_false(done)
       assert.equal("waiting", s:status())
       assert.equal("hello", ch:recv())
       s:join()
       assert.is_true(done)
       local r = corio.spawn(function() return ch:recv() end)
-      settle()
+      H.settle()
       assert.is_true(ch:try_send("direct"))
       assert.equal("direct", r:join())
       local v, err = ch:recv({ timeout = 1 })
@@ -263,7 +247,7 @@ describe("corio.channel", function()
   end)
 
   it("returns nil and a timeout error when send times out, without enqueueing", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       ch:send("a")
       local ok, err = ch:send("b", { timeout = 1 })
@@ -276,7 +260,7 @@ describe("corio.channel", function()
   end)
 
   it("returns nil and a timeout error when recv times out", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local v, err = ch:recv({ timeout = 0.25 })
       assert.is_nil(v)
@@ -288,14 +272,14 @@ describe("corio.channel", function()
   end)
 
   it("does not enqueue the value of a send cancelled before or while it waits", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       ch:send("first")
       local before = corio.spawn(function() return ch:send("before") end)
       before:cancel()
       local during = corio.spawn(function() return ch:send("during") end)
       local after = corio.spawn(function() return ch:send("after") end)
-      settle()
+      H.settle()
       during:cancel()
       for _, t in ipairs({ before, during }) do
         local ok, err = t:wait()
@@ -310,14 +294,14 @@ describe("corio.channel", function()
   end)
 
   it("reports a send whose value was taken in the same tick as sent, despite a cancel", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       ch:send("first")
       local s = corio.spawn(function()
         local ok = ch:send("second")
         return ok, corio.is_cancelled(select(2, pcall(corio.yield)))
       end)
-      settle()
+      H.settle()
       assert.equal("first", ch:recv()) -- "second" moves into the buffer
       s:cancel()                       -- before s runs: the send stands
       local ok, cancelled_later = s:join()
@@ -332,13 +316,13 @@ describe("corio.channel", function()
   end)
 
   it("loses no value when recv is cancelled before, while or after it waits", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(2)
       local before = corio.spawn(function() return ch:recv() end)
       before:cancel()
       local during = corio.spawn(function() return ch:recv() end)
       local same = corio.spawn(function() return ch:recv() end)
-      settle()
+      H.settle()
       during:cancel()
       ch:send("v1") -- handed to `same` ...
       same:cancel() -- ... cancelled before it ran: v1 goes back
@@ -354,11 +338,11 @@ describe("corio.channel", function()
   end)
 
   it("hands a value taken back from a cancelled receiver to the next receiver", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local a = corio.spawn(function() return ch:recv() end)
       local b = corio.spawn(function() return ch:recv() end)
-      settle()
+      H.settle()
       ch:send("x")
       a:cancel()
       assert.equal("x", b:join())
@@ -368,10 +352,10 @@ describe("corio.channel", function()
   end)
 
   it("puts a taken-back value ahead of values sent after it", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(3)
       local a = corio.spawn(function() return ch:recv() end)
-      settle()
+      H.settle()
       ch:send(1) -- to a
       ch:send(2)
       ch:send(3)
@@ -383,13 +367,13 @@ describe("corio.channel", function()
   end)
 
   it("lets a receiver keep its value when the buffer filled up before its cancellation", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local r = corio.spawn(function()
         local v = ch:recv()
         return v, corio.is_cancelled(select(2, pcall(corio.yield)))
       end)
-      settle()
+      H.settle()
       ch:send("mine") -- handed to r
       ch:send("next") -- fills the buffer
       r:cancel()      -- nowhere to put "mine" back: r keeps it
@@ -403,15 +387,15 @@ describe("corio.channel", function()
   end)
 
   it("reports waiting senders and receivers as waiting", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(0)
       local s = corio.spawn(function() ch:send(1) end)
-      settle()
+      H.settle()
       assert.equal("waiting", s:status())
       ch:recv()
       s:join()
       local r = corio.spawn(function() ch:recv() end)
-      settle()
+      H.settle()
       assert.equal("waiting", r:status())
       ch:send(2)
       r:join()
@@ -419,7 +403,7 @@ describe("corio.channel", function()
   end)
 
   it("carries many messages between many producers and consumers", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(4)
       local producers, consumers = {}, {}
       local seen, count = {}, 0
@@ -468,7 +452,7 @@ describe("corio.channel", function()
   end
 
   it("does not grow the heap while messages flow through it", function()
-    run(function()
+    H.run(function()
       pump(2000, 64) -- warm up: stacks, registry, ready queue
       collectgarbage()
       collectgarbage()
@@ -485,7 +469,7 @@ describe("corio.channel", function()
   end)
 
   it("passes 1M messages through a capacity-64 channel in bounded memory", function()
-    run(function()
+    H.run(function()
       pump(1000, 64)
       collectgarbage()
       collectgarbage()
@@ -500,7 +484,7 @@ describe("corio.channel", function()
   end)
 
   it("raises clear errors on bad arguments", function()
-    run(function()
+    H.run(function()
       local ch = corio.channel(1)
       local ok, err = pcall(function() local _ = ch:recv("soon") end)
       assert.is_false(ok)
@@ -528,11 +512,11 @@ describe("corio.channel", function()
   end)
 
   it("names 'channel send' and 'channel recv' as what parked tasks wait on", function()
-    run(function()
+    H.run(function()
       local a, b = corio.channel(0), corio.channel(0)
       local s = corio.spawn(function() a:send(1) end)
       local r = corio.spawn(function() b:recv() end)
-      settle()
+      H.settle()
       local seen = {}
       for _, info in ipairs(corio.tasks()) do seen[info.id] = info.waiting_on end
       assert.equal("channel send", seen[s.id])

@@ -5,40 +5,6 @@ local H = require "helper"
 
 local pack, unpack = H.pack, H.unpack
 
--- H.run, but a failed assertion inside comes out as itself rather than
--- wrapped in the main task's error object.
-local function run(fn)
-  local ok, e = pcall(H.run, fn)
-  if ok then return end
-  if type(e) == "table" and e.kind == "task" and e.value ~= nil then e = e.value end
-  error(e, 0)
-end
-
--- Calls fn(...) and returns true, results... or false, err: pcall where a
--- pcall can wait, else (PUC Lua 5.1) a task that is waited for. The error
--- is what fn raised, unchanged. Not for a cancellation of the caller.
-local function catch(fn, ...)
-  if H.can_pcall_yield then return pcall(fn, ...) end
-  local args, name = pack(...), nil
-  local r = corio.join(function()
-    name = corio.current().name
-    return fn(unpack(args, 1, args.n))
-  end)
-  if r[1] then return unpack(r, 1, r.n) end
-  local e = r[2]
-  -- the join child wrapped a non-corio error value: give back the value
-  if type(e) == "table" and e.kind == "task" and e.task == name then e = e.value end
-  return false, e
-end
-
-local function need_pcall_yield()
-  if not H.can_pcall_yield then
-    pending("Lua 5.1 cannot yield across pcall")
-    return false
-  end
-  return true
-end
-
 -- The line after the one that calls it (for asserting tracebacks).
 local function next_line()
   return debug.getinfo(2, "l").currentline + 1
@@ -53,9 +19,22 @@ local function after(secs, ...)
   end
 end
 
+-- The spec, the same for join and select, that an enclosing timeout cuts
+-- combine(after(5), after(7)) short at its deadline.
+local function it_is_bounded_by_a_timeout(combine)
+  it("is bounded by an enclosing timeout", function()
+    H.run(function()
+      local ok, e = H.catch(corio.timeout, 1, combine, after(5), after(7))
+      assert.is_false(ok)
+      assert.is_true(corio.is_timeout(e))
+      assert.equal(1, corio.now())
+    end)
+  end)
+end
+
 describe("corio.join", function()
   it("returns one {true, results...} table per function, in argument order", function()
-    run(function()
+    H.run(function()
       local a, b, c = corio.join(after(3, "a", nil, "a3"), after(1, "b"), after(2))
       assert.same({ true, "a", nil, "a3" }, { a[1], a[2], a[3], a[4], a[5] })
       assert.same({ true, "b" }, { b[1], b[2], b[3] })
@@ -64,14 +43,14 @@ describe("corio.join", function()
   end)
 
   it("runs the functions concurrently and returns when the last has finished", function()
-    run(function()
+    H.run(function()
       corio.join(after(3), after(1), after(2))
       assert.equal(3, corio.now())
     end)
   end)
 
   it("gives {false, err} for a failure and lets the others run to the end", function()
-    run(function()
+    H.run(function()
       local line
       local a, b = corio.join(function()
         corio.sleep(1)
@@ -90,7 +69,7 @@ describe("corio.join", function()
   end)
 
   it("does not raise when every function fails", function()
-    run(function()
+    H.run(function()
       local a, b = corio.join(function() error("x", 0) end, function() error("y", 0) end)
       assert.is_false(a[1])
       assert.is_false(b[1])
@@ -100,13 +79,13 @@ describe("corio.join", function()
   end)
 
   it("returns nothing for no functions", function()
-    run(function()
+    H.run(function()
       assert.equal(0, select("#", corio.join()))
     end)
   end)
 
   it("cancels every function and raises the cancellation when its task is cancelled", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local t = corio.spawn(function()
         corio.join(after(5), after(7))
@@ -123,17 +102,10 @@ describe("corio.join", function()
     end)
   end)
 
-  it("is bounded by an enclosing timeout", function()
-    run(function()
-      local ok, e = catch(corio.timeout, 1, corio.join, after(5), after(7))
-      assert.is_false(ok)
-      assert.is_true(corio.is_timeout(e))
-      assert.equal(1, corio.now())
-    end)
-  end)
+  it_is_bounded_by_a_timeout(corio.join)
 
   it("rejects a non-function argument naming 'join' and its position", function()
-    run(function()
+    H.run(function()
       local ok, e = pcall(corio.join, after(1), "nope")
       assert.is_false(ok)
       assert.matches("bad argument #2 to 'join'", tostring(e), 1, true)
@@ -143,7 +115,7 @@ end)
 
 describe("corio.try_join", function()
   it("returns the first result of each function, in argument order", function()
-    run(function()
+    H.run(function()
       local r = pack(corio.try_join(after(2, "a", "ignored"), after(1, "b"), after(3, nil, "x")))
       assert.equal(3, r.n)
       assert.same({ "a", "b", nil }, { r[1], r[2], r[3] })
@@ -152,10 +124,10 @@ describe("corio.try_join", function()
   end)
 
   it("cancels the rest at the first error and raises it once their cleanup has run", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local slow
-      local ok, e = catch(corio.try_join,
+      local ok, e = H.catch(corio.try_join,
         function() corio.sleep(1) error("boom", 0) end,
         function()
           corio.sleep(0.5)
@@ -175,9 +147,9 @@ describe("corio.try_join", function()
   end)
 
   it("keeps the original message and the traceback of where the error was raised", function()
-    run(function()
+    H.run(function()
       local line
-      local ok, e = catch(corio.try_join, after(5), function()
+      local ok, e = H.catch(corio.try_join, after(5), function()
         corio.sleep(1)
         line = next_line()
         error("deep failure")
@@ -191,8 +163,8 @@ describe("corio.try_join", function()
   end)
 
   it("raises the first error in time, not in argument order, when two fail", function()
-    run(function()
-      local ok, e = catch(corio.try_join,
+    H.run(function()
+      local ok, e = H.catch(corio.try_join,
         function() corio.sleep(2) error("late", 0) end,
         function() corio.sleep(1) error("early", 0) end)
       assert.is_false(ok)
@@ -202,8 +174,8 @@ describe("corio.try_join", function()
   end)
 
   it("raises the first of two failures and attaches the second to err.others", function()
-    run(function()
-      local ok, e = catch(corio.try_join,
+    H.run(function()
+      local ok, e = H.catch(corio.try_join,
         function() corio.sleep(1) error("first", 0) end,
         function()
           corio.shield(function() corio.sleep(2) error("second", 0) end)
@@ -217,8 +189,8 @@ describe("corio.try_join", function()
   end)
 
   it("raises one error when two fail in the same tick, the other in err.others", function()
-    run(function()
-      local ok, e = catch(corio.try_join,
+    H.run(function()
+      local ok, e = H.catch(corio.try_join,
         function() error("a", 0) end,
         function() error("b", 0) end)
       assert.is_false(ok)
@@ -228,8 +200,8 @@ describe("corio.try_join", function()
   end)
 
   it("raises an error thrown by a cancelled function's cleanup code", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local ok, e = pcall(corio.try_join,
         function() corio.sleep(1) error("first", 0) end,
         function()
@@ -243,7 +215,7 @@ describe("corio.try_join", function()
   end)
 
   it("cancels every function and raises the cancellation when its task is cancelled", function()
-    run(function()
+    H.run(function()
       local t = corio.spawn(function() return corio.try_join(after(5, 1), after(7, 2)) end)
       corio.sleep(1)
       t:cancel()
@@ -255,13 +227,13 @@ describe("corio.try_join", function()
   end)
 
   it("returns nothing for no functions", function()
-    run(function()
+    H.run(function()
       assert.equal(0, select("#", corio.try_join()))
     end)
   end)
 
   it("rejects a non-function argument naming 'try_join'", function()
-    run(function()
+    H.run(function()
       local ok, e = pcall(corio.try_join, 1)
       assert.is_false(ok)
       assert.matches("bad argument #1 to 'try_join'", tostring(e), 1, true)
@@ -271,7 +243,7 @@ end)
 
 describe("corio.select", function()
   it("returns the index and all results of the first function to finish", function()
-    run(function()
+    H.run(function()
       local r = pack(corio.select(after(3, "slow"), after(1, "fast", nil, 3), after(2, "mid")))
       assert.equal(4, r.n)
       assert.same({ 2, "fast", nil, 3 }, { r[1], r[2], r[3], r[4] })
@@ -280,7 +252,7 @@ describe("corio.select", function()
   end)
 
   it("cancels the others, and their cleanup has run before it returns", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local other
       local i = corio.select(after(1, "win"), function()
@@ -300,8 +272,8 @@ describe("corio.select", function()
   end)
 
   it("runs a loser's pcall cleanup with the cancellation before it returns", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local log = H.log()
       corio.select(after(1), function()
         local ok, e = pcall(corio.sleep, 5)
@@ -314,9 +286,9 @@ describe("corio.select", function()
   end)
 
   it("raises the error of the first function to finish and cancels the others", function()
-    run(function()
+    H.run(function()
       local other
-      local ok, e = catch(corio.select, function()
+      local ok, e = H.catch(corio.select, function()
         corio.sleep(1)
         error("first failed", 0)
       end, function()
@@ -332,8 +304,8 @@ describe("corio.select", function()
   end)
 
   it("raises an error a loser throws while it is being cancelled, once it has finished", function()
-    run(function()
-      local ok, e = catch(corio.select, after(1, "win"), function()
+    H.run(function()
+      local ok, e = H.catch(corio.select, after(1, "win"), function()
         corio.shield(function() corio.sleep(2) end)
         error("failed in cleanup", 0) -- no await between: not cancelled yet
       end)
@@ -344,7 +316,7 @@ describe("corio.select", function()
   end)
 
   it("picks exactly one winner among functions that finish in the same tick", function()
-    run(function()
+    H.run(function()
       local finished = H.log()
       local fns = {}
       for k = 1, 4 do
@@ -367,7 +339,7 @@ describe("corio.select", function()
   end)
 
   it("picks the first in order among functions that finish without waiting", function()
-    run(function()
+    H.run(function()
       local r = pack(corio.select(function() return "a" end, function() return "b" end))
       assert.same({ n = 2, 1, "a" }, r)
       assert.equal(0, corio.now())
@@ -375,8 +347,8 @@ describe("corio.select", function()
   end)
 
   it("raises an error thrown by a loser's cleanup code", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local ok, e = pcall(corio.select, after(1, "win"), function()
         local ok2 = pcall(corio.sleep, 5)
         if not ok2 then error("cleanup failed", 0) end
@@ -387,7 +359,7 @@ describe("corio.select", function()
   end)
 
   it("cancels every function and raises the cancellation when its task is cancelled", function()
-    run(function()
+    H.run(function()
       local t = corio.spawn(function() return corio.select(after(5, 1), after(7, 2)) end)
       corio.sleep(1)
       t:cancel()
@@ -399,17 +371,10 @@ describe("corio.select", function()
     end)
   end)
 
-  it("is bounded by an enclosing timeout", function()
-    run(function()
-      local ok, e = catch(corio.timeout, 1, corio.select, after(5), after(7))
-      assert.is_false(ok)
-      assert.is_true(corio.is_timeout(e))
-      assert.equal(1, corio.now())
-    end)
-  end)
+  it_is_bounded_by_a_timeout(corio.select)
 
   it("rejects being called with no functions", function()
-    run(function()
+    H.run(function()
       local ok, e = pcall(corio.select)
       assert.is_false(ok)
       assert.matches("select", tostring(e), 1, true)

@@ -3,25 +3,9 @@ local corio = require "corio"
 
 local H = require "helper"
 
--- H.run (a fresh runtime on the virtual clock, a watchdog, and a check
--- that nothing is left running), with a failed assertion inside coming
--- out as itself rather than wrapped in a task error.
-local function run(fn)
-  local ok, err = pcall(H.run, fn)
-  if not ok then
-    if type(err) == "table" and err.value ~= nil then err = err.value end
-    error(err, 0)
-  end
-end
-
--- Lets every ready task run until it parks again.
-local function settle()
-  for _ = 1, 4 do corio.yield() end
-end
-
 describe("corio.event", function()
   it("starts clear, and wait returns at once once it is set", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       assert.is_false(ev:is_set())
       ev:set()
@@ -33,7 +17,7 @@ describe("corio.event", function()
   end)
 
   it("wakes every waiter on set", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       local woke = {}
       local tasks = {}
@@ -43,7 +27,7 @@ describe("corio.event", function()
           woke[#woke + 1] = i
         end)
       end
-      settle()
+      H.settle()
       assert.same({}, woke)
       for i = 1, 5 do assert.equal("waiting", tasks[i]:status()) end
       ev:set()
@@ -54,7 +38,7 @@ describe("corio.event", function()
   end)
 
   it("makes later waits block again after clear", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       ev:set()
       ev:clear()
@@ -67,7 +51,7 @@ describe("corio.event", function()
   end)
 
   it("returns nil and a timeout error when wait times out, and a later set wakes the others", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       local a = corio.spawn(function() return ev:wait({ timeout = 1 }) end)
       local b = corio.spawn(function() return ev:wait() end)
@@ -81,14 +65,14 @@ describe("corio.event", function()
   end)
 
   it("raises the cancellation in a waiter cancelled before, during or in the same tick as set", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       local before = corio.spawn(function() return ev:wait() end)
       before:cancel()
       local during = corio.spawn(function() return ev:wait() end)
       local same = corio.spawn(function() return ev:wait() end)
       local other = corio.spawn(function() return ev:wait() end)
-      settle()
+      H.settle()
       during:cancel()
       ev:set()
       same:cancel() -- woken by set, not yet run
@@ -103,7 +87,7 @@ describe("corio.event", function()
   end)
 
   it("raises clear errors on bad arguments", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       local ok, err = pcall(function() local _ = ev:wait({ timeout = "soon" }) end)
       assert.is_false(ok)
@@ -127,10 +111,10 @@ describe("corio.event", function()
   end)
 
   it("names the event as what a parked waiter waits on", function()
-    run(function()
+    H.run(function()
       local ev = corio.event()
       local t = corio.spawn(function() ev:wait() end)
-      settle()
+      H.settle()
       local seen = {}
       for _, info in ipairs(corio.tasks()) do seen[info.id] = info.waiting_on end
       assert.equal("event", seen[t.id])

@@ -89,6 +89,41 @@ function H.run_error(fn, opts, ...)
   return r[2]
 end
 
+--- pcall(fn, ...) where a pcall can wait; on PUC 5.1 fn runs through corio.join.
+-- Returns true, results... or false, err, err being what fn raised: on 5.1
+-- the child task stays inside every scope of the caller and its task error
+-- is unwrapped back to fn's value. Not for a cancellation of the caller
+-- itself (join re-raises that on 5.1).
+function H.catch(fn, ...)
+  if H.can_pcall_yield then return pcall(fn, ...) end
+  local args, name = pack(...), nil
+  local r = corio.join(function()
+    name = corio.current().name
+    return fn(H.unpack(args, 1, args.n))
+  end)
+  if r[1] then return H.unpack(r, 1, r.n) end
+  local e = r[2]
+  -- the join child wrapped a non-corio error value: give back the value
+  if type(e) == "table" and e.kind == "task" and e.task == name then e = e.value end
+  return false, e
+end
+
+--- Marks the running spec pending and returns false on PUC 5.1, else true.
+-- Pass busted's `pending`, which specs see but a required module does not:
+-- `if not H.need_pcall_yield(pending) then return end`.
+function H.need_pcall_yield(pending)
+  if not H.can_pcall_yield then
+    pending("Lua 5.1 cannot yield across pcall")
+    return false
+  end
+  return true
+end
+
+--- Lets every ready task run until it parks again: n (default 4) yields.
+function H.settle(n)
+  for _ = 1, n or 4 do corio.yield() end
+end
+
 --- A list of events, for asserting orders: log("a"); log.items == {"a"}.
 function H.log()
   local items = {}

@@ -3,26 +3,11 @@ local corio = require "corio"
 
 local H = require "helper"
 
--- H.run (a fresh runtime on the virtual clock, a watchdog, and a check
--- that nothing is left running), with a failed assertion inside coming
--- out as itself rather than wrapped in a task error.
-local function run(fn)
-  local ok, err = pcall(H.run, fn)
-  if not ok then
-    if type(err) == "table" and err.value ~= nil then err = err.value end
-    error(err, 0)
-  end
-end
-
-local function settle()
-  for _ = 1, 4 do corio.yield() end
-end
-
 local is_54 = _VERSION == "Lua 5.4"
 
 describe("corio.mutex", function()
   it("locks, reports it and unlocks", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       assert.is_false(m:is_locked())
       local g = m:lock()
@@ -35,7 +20,7 @@ describe("corio.mutex", function()
   end)
 
   it("hands the lock to waiters in FIFO order", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local order = {}
@@ -48,7 +33,7 @@ describe("corio.mutex", function()
           h:unlock()
         end)
       end
-      settle()
+      H.settle()
       g:unlock()
       for i = 1, 5 do tasks[i]:join() end
       assert.same({ 1, 2, 3, 4, 5 }, order)
@@ -57,7 +42,7 @@ describe("corio.mutex", function()
   end)
 
   it("never lets two tasks hold it at once", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local inside, peak = 0, 0
       local tasks = {}
@@ -77,7 +62,7 @@ describe("corio.mutex", function()
   end)
 
   it("raises a clear error when a task that does not hold it unlocks", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local t = corio.spawn(function() g:unlock() end)
@@ -90,7 +75,7 @@ describe("corio.mutex", function()
   end)
 
   it("raises instead of deadlocking when the holder locks again", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local ok, err = pcall(function() local _ = m:lock() end)
@@ -101,7 +86,7 @@ describe("corio.mutex", function()
   end)
 
   it("try_lock takes a free mutex and returns nil on a held one", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:try_lock()
       assert.is_truthy(g)
@@ -112,11 +97,11 @@ describe("corio.mutex", function()
   end)
 
   it("does not let try_lock overtake a queued waiter", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local t = corio.spawn(function() m:lock():unlock() end)
-      settle()
+      H.settle()
       g:unlock() -- handed straight to the waiter
       assert.is_nil(m:try_lock())
       t:join()
@@ -125,7 +110,7 @@ describe("corio.mutex", function()
   end)
 
   it("with() unlocks on return, on error and on cancellation", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       assert.equal(7, m:with(function(x) corio.sleep(1); return x end, 7))
       assert.is_false(m:is_locked())
@@ -139,7 +124,7 @@ describe("corio.mutex", function()
       assert.is_false(m:is_locked())
 
       t = corio.spawn(function() m:with(function() corio.sleep(100) end) end)
-      settle()
+      H.settle()
       assert.is_true(m:is_locked())
       t:cancel()
       ok, err = t:wait()
@@ -150,7 +135,7 @@ describe("corio.mutex", function()
   end)
 
   it("returns nil and a timeout error when lock times out", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local t = corio.spawn(function() return m:lock({ timeout = 1.5 }) end)
@@ -164,7 +149,7 @@ describe("corio.mutex", function()
   end)
 
   it("raises the cancellation at lock when cancelled before it ran", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local t = corio.spawn(function() return m:lock() end)
       t:cancel()
@@ -176,12 +161,12 @@ describe("corio.mutex", function()
   end)
 
   it("removes a waiter cancelled while parked, and the next one gets the lock", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local a = corio.spawn(function() m:lock() end)
       local b = corio.spawn(function() local h = m:lock(); h:unlock(); return "b" end)
-      settle()
+      H.settle()
       a:cancel()
       assert.is_false((a:wait()))
       g:unlock()
@@ -191,12 +176,12 @@ describe("corio.mutex", function()
   end)
 
   it("passes the lock on when its new owner is cancelled in the same tick", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local a = corio.spawn(function() m:lock() end)
       local b = corio.spawn(function() local h = m:lock(); h:unlock(); return "b" end)
-      settle()
+      H.settle()
       g:unlock() -- a now owns it but has not run ...
       a:cancel() -- ... and is cancelled: the lock goes to b
       local ok, err = a:wait()
@@ -208,7 +193,7 @@ describe("corio.mutex", function()
   end)
 
   it("unlocks when a forgotten guard is garbage-collected", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       do local _ = m:lock() end
       collectgarbage()
@@ -227,15 +212,15 @@ describe("corio.mutex", function()
       end
       return m:is_locked()
     ]]))
-    run(function() assert.is_false(f(corio.mutex())) end)
+    H.run(function() assert.is_false(f(corio.mutex())) end)
   end)
 
   it("reports a parked locker as waiting", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local t = corio.spawn(function() m:lock():unlock() end)
-      settle()
+      H.settle()
       assert.equal("waiting", t:status())
       g:unlock()
       t:join()
@@ -243,7 +228,7 @@ describe("corio.mutex", function()
   end)
 
   it("raises clear errors on bad arguments", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local ok, err = pcall(function() local _ = m:lock({ bad = 1 }) end)
       assert.is_false(ok)
@@ -272,11 +257,11 @@ describe("corio.mutex", function()
   end)
 
   it("names the mutex as what a parked locker waits on", function()
-    run(function()
+    H.run(function()
       local m = corio.mutex()
       local g = m:lock()
       local t = corio.spawn(function() m:lock():unlock() end)
-      settle()
+      H.settle()
       local seen = {}
       for _, info in ipairs(corio.tasks()) do seen[info.id] = info.waiting_on end
       assert.equal("mutex", seen[t.id])

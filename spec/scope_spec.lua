@@ -3,41 +3,7 @@
 local corio = require "corio"
 local H = require "helper"
 
-local pack, unpack = H.pack, H.unpack
-
--- H.run, but a failed assertion inside comes out as itself rather than
--- wrapped in the main task's error object.
-local function run(fn)
-  local ok, e = pcall(H.run, fn)
-  if ok then return end
-  if type(e) == "table" and e.kind == "task" and e.value ~= nil then e = e.value end
-  error(e, 0)
-end
-
--- Calls fn(...) and returns true, results... or false, err: pcall where a
--- pcall can wait, else (PUC Lua 5.1) a task that is waited for. The error
--- is what fn raised, unchanged. Not for a cancellation of the caller.
-local function catch(fn, ...)
-  if H.can_pcall_yield then return pcall(fn, ...) end
-  local args, name = pack(...), nil
-  local r = corio.join(function()
-    name = corio.current().name
-    return fn(unpack(args, 1, args.n))
-  end)
-  if r[1] then return unpack(r, 1, r.n) end
-  local e = r[2]
-  -- the join child wrapped a non-corio error value: give back the value
-  if type(e) == "table" and e.kind == "task" and e.task == name then e = e.value end
-  return false, e
-end
-
-local function need_pcall_yield()
-  if not H.can_pcall_yield then
-    pending("Lua 5.1 cannot yield across pcall")
-    return false
-  end
-  return true
-end
+local pack = H.pack
 
 -- The line after the one that calls it (for asserting tracebacks).
 local function next_line()
@@ -46,7 +12,7 @@ end
 
 describe("corio.scope", function()
   it("returns the body's results once every child has finished", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local r = pack(corio.scope(function(s)
         s:spawn(function() corio.sleep(3) log("slow") end)
@@ -62,7 +28,7 @@ describe("corio.scope", function()
   end)
 
   it("passes the scope and the extra arguments to the body", function()
-    run(function()
+    H.run(function()
       local got = pack(corio.scope(function(s, ...)
         return type(s.spawn), select("#", ...), ...
       end, 1, nil, "x"))
@@ -71,7 +37,7 @@ describe("corio.scope", function()
   end)
 
   it("runs its children concurrently", function()
-    run(function()
+    H.run(function()
       corio.scope(function(s)
         for i = 1, 10 do s:spawn(corio.sleep, i) end
       end)
@@ -80,7 +46,7 @@ describe("corio.scope", function()
   end)
 
   it("passes arguments to a child and returns its task", function()
-    run(function()
+    H.run(function()
       local t
       corio.scope(function(s)
         t = s:spawn(function(a, b) corio.sleep(1) return a + b end, 2, 3)
@@ -92,7 +58,7 @@ describe("corio.scope", function()
   end)
 
   it("gives a child the name passed in the options, as corio.spawn does", function()
-    run(function()
+    H.run(function()
       local t, seen
       corio.scope(function(s)
         t = s:spawn({ name = "worker" }, function() seen = corio.current().name end)
@@ -103,7 +69,7 @@ describe("corio.scope", function()
   end)
 
   it("rejects an unknown spawn option and a non-function child", function()
-    run(function()
+    H.run(function()
       corio.scope(function(s)
         local ok, e = pcall(s.spawn, s, { nmae = "x" }, function() end)
         assert.is_false(ok)
@@ -116,7 +82,7 @@ describe("corio.scope", function()
   end)
 
   it("leaves no child running once it has returned", function()
-    run(function()
+    H.run(function()
       local kids = {}
       corio.scope(function(s)
         for i = 1, 5 do kids[i] = s:spawn(corio.sleep, i / 10) end
@@ -127,7 +93,7 @@ describe("corio.scope", function()
   end)
 
   it("refuses to spawn into a scope that has closed", function()
-    run(function()
+    H.run(function()
       local saved
       corio.scope(function(s) saved = s end)
       local ok, e = pcall(saved.spawn, saved, function() end)
@@ -138,10 +104,10 @@ describe("corio.scope", function()
 
   describe("failure", function()
     it("cancels the other children and the body at the first child failure", function()
-      run(function()
+      H.run(function()
         local log = H.log()
         local sibling
-        local ok, e = catch(corio.scope, function(s)
+        local ok, e = H.catch(corio.scope, function(s)
           s:spawn(function() corio.sleep(1) error("boom") end)
           sibling = s:spawn(corio.sleep, 5)
           corio.sleep(10)
@@ -156,9 +122,9 @@ describe("corio.scope", function()
     end)
 
     it("re-raises the first failure only after the other children's cleanup has finished", function()
-      run(function()
+      H.run(function()
         local log = H.log()
-        local ok, e = catch(corio.scope, function(s)
+        local ok, e = H.catch(corio.scope, function(s)
           s:spawn(function() corio.sleep(1) error("boom", 0) end)
           s:spawn(function()
             corio.sleep(0.5)
@@ -175,14 +141,14 @@ describe("corio.scope", function()
     end)
 
     it("re-raises the child's task error with the original message, value, task name and traceback", function()
-      run(function()
+      H.run(function()
         local line
         local function explode()
           corio.sleep(1)
           line = next_line()
           error("kaboom")
         end
-        local ok, e = catch(corio.scope, function(s)
+        local ok, e = H.catch(corio.scope, function(s)
           s:spawn({ name = "bomb" }, explode)
         end)
         assert.is_false(ok)
@@ -199,9 +165,9 @@ describe("corio.scope", function()
     end)
 
     it("keeps a table error value itself as err.value", function()
-      run(function()
+      H.run(function()
         local obj = { code = 42 }
-        local ok, e = catch(corio.scope, function(s)
+        local ok, e = H.catch(corio.scope, function(s)
           s:spawn(function() error(obj) end)
         end)
         assert.is_false(ok)
@@ -210,8 +176,8 @@ describe("corio.scope", function()
     end)
 
     it("attaches failures that happen after the first to err.others", function()
-      run(function()
-        local ok, e = catch(corio.scope, function(s)
+      H.run(function()
+        local ok, e = H.catch(corio.scope, function(s)
           s:spawn(function() corio.sleep(1) error("first", 0) end)
           s:spawn(function()
             corio.shield(function()
@@ -231,8 +197,8 @@ describe("corio.scope", function()
     end)
 
     it("records two children failing in the same tick, first to run first", function()
-      run(function()
-        local ok, e = catch(corio.scope, function(s)
+      H.run(function()
+        local ok, e = H.catch(corio.scope, function(s)
           s:spawn(function() error("a", 0) end)
           s:spawn(function() error("b", 0) end)
         end)
@@ -245,10 +211,10 @@ describe("corio.scope", function()
     end)
 
     it("cancels the children and re-raises the body's own error after their cleanup", function()
-      run(function()
+      H.run(function()
         local kid
         local line
-        local ok, e = catch(corio.scope, function(s)
+        local ok, e = H.catch(corio.scope, function(s)
           kid = s:spawn(corio.sleep, 5)
           corio.sleep(1)
           line = next_line()
@@ -263,8 +229,8 @@ describe("corio.scope", function()
     end)
 
     it("re-raises an error thrown by a child's cleanup code during the cancellation", function()
-      if not need_pcall_yield() then return end
-      run(function()
+      if not H.need_pcall_yield(pending) then return end
+      H.run(function()
         local ok, e = pcall(corio.scope, function(s)
           s:spawn(function()
             local ok2 = pcall(corio.sleep, 5)
@@ -284,7 +250,7 @@ describe("corio.scope", function()
         pending("<close> needs Lua 5.4")
         return
       end
-      run(function()
+      H.run(function()
         local child = assert(load([[
           local corio = ...
           return function()
@@ -308,7 +274,7 @@ describe("corio.scope", function()
 
   describe("s:cancel()", function()
     it("cancels every child and the body, and the scope returns nothing", function()
-      run(function()
+      H.run(function()
         local kids = {}
         local reached = false
         local r = pack(corio.scope(function(s)
@@ -328,7 +294,7 @@ describe("corio.scope", function()
     end)
 
     it("can be called by a child, which cancels its siblings and the body", function()
-      run(function()
+      H.run(function()
         local kids = {}
         corio.scope(function(s)
           kids[1] = s:spawn(corio.sleep, 5)
@@ -342,7 +308,7 @@ describe("corio.scope", function()
     end)
 
     it("returns the body's results when the body had returned before the cancel", function()
-      run(function()
+      H.run(function()
         local r = pack(corio.scope(function(s)
           s:spawn(corio.sleep, 5)
           s:spawn(function() corio.sleep(1) s:cancel() end)
@@ -354,7 +320,7 @@ describe("corio.scope", function()
     end)
 
     it("does not reach outside the scope: the task running it goes on", function()
-      run(function()
+      H.run(function()
         corio.scope(function(s) s:cancel() corio.sleep(1) end)
         corio.sleep(2)
         assert.equal(2, corio.now())
@@ -362,7 +328,7 @@ describe("corio.scope", function()
     end)
 
     it("is reported by s:cancelled()", function()
-      run(function()
+      H.run(function()
         corio.scope(function(s)
           assert.is_false(s:cancelled())
           s:cancel()
@@ -372,7 +338,7 @@ describe("corio.scope", function()
     end)
 
     it("also cancels the children of nested scopes", function()
-      run(function()
+      H.run(function()
         local inner
         corio.scope(function(s)
           s:spawn(function()
@@ -389,7 +355,7 @@ describe("corio.scope", function()
 
   describe("when the task running it is cancelled", function()
     it("cancels every child while the body waits", function()
-      run(function()
+      H.run(function()
         local kids = {}
         local t = corio.spawn(function()
           corio.scope(function(s)
@@ -410,7 +376,7 @@ describe("corio.scope", function()
     end)
 
     it("cancels every child after the body has returned, and the scope raises the cancellation", function()
-      run(function()
+      H.run(function()
         local kid
         local after = false
         local t = corio.spawn(function()
@@ -430,7 +396,7 @@ describe("corio.scope", function()
     end)
 
     it("cancels the grandchildren in a scope opened by a child", function()
-      run(function()
+      H.run(function()
         local grandchild
         local t = corio.spawn(function()
           corio.scope(function(s)
@@ -449,7 +415,7 @@ describe("corio.scope", function()
     end)
 
     it("keeps a child's failure when the task is cancelled after the child ended, before the scope resumed", function()
-      run(function()
+      H.run(function()
         local t = corio.spawn(function()
           corio.scope(function(s)
             s:spawn(function() corio.sleep(1) error("boom", 0) end)
@@ -468,7 +434,7 @@ describe("corio.scope", function()
     end)
 
     it("waits for the children's cleanup before the task finishes", function()
-      run(function()
+      H.run(function()
         local log = H.log()
         local t = corio.spawn(function()
           corio.scope(function(s)
@@ -491,7 +457,7 @@ describe("corio.scope", function()
   end)
 
   it("raises the cancellation of an enclosing scope on exit even when nothing inside awaited it", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       corio.scope(function(outer)
         outer:spawn(function()
@@ -509,7 +475,7 @@ describe("corio.scope", function()
   end)
 
   it("can nest scopes in scopes many levels deep and leaves nothing alive", function()
-    run(function()
+    H.run(function()
       local leaves = 0
       local function tree(depth)
         if depth == 0 then
@@ -531,7 +497,7 @@ describe("corio.scope", function()
 
   describe("arguments", function()
     it("rejects a non-function body naming 'scope'", function()
-      run(function()
+      H.run(function()
         local ok, e = pcall(corio.scope, "nope")
         assert.is_false(ok)
         assert.matches("bad argument #1 to 'scope'", tostring(e), 1, true)

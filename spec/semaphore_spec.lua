@@ -3,31 +3,14 @@ local corio = require "corio"
 
 local H = require "helper"
 
--- H.run (a fresh runtime on the virtual clock, a watchdog, and a check
--- that nothing is left running), with a failed assertion inside coming
--- out as itself rather than wrapped in a task error.
-local function run(fn)
-  local ok, err = pcall(H.run, fn)
-  if not ok then
-    if type(err) == "table" and err.value ~= nil then err = err.value end
-    error(err, 0)
-  end
-end
-
--- Lets every ready task run until it parks again.
-local function settle()
-  for _ = 1, 4 do corio.yield() end
-end
-
 local is_54 = _VERSION == "Lua 5.4"
 -- On 5.1 and LuaJIT an awaiting C function is called through a Lua
 -- wrapper, so Lua's argument errors name the wrapper's local instead.
 local function NAME(n) return _VERSION == "Lua 5.1" and "[%w_]+" or n end
-local can_pcall_yield = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
 
 describe("corio.semaphore", function()
   it("grants permits at once while enough are available", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(3)
       local a = sem:acquire()
       local b = sem:acquire(2)
@@ -41,7 +24,7 @@ describe("corio.semaphore", function()
   end)
 
   it("serves waiters strictly in FIFO order", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local held = sem:acquire()
       local order = {}
@@ -53,7 +36,7 @@ describe("corio.semaphore", function()
           p:release()
         end)
       end
-      settle()
+      H.settle()
       held:release()
       corio.sleep(10)
       assert.same({ 1, 2, 3, 4, 5 }, order)
@@ -62,7 +45,7 @@ describe("corio.semaphore", function()
   end)
 
   it("lets a large request at the head block smaller ones behind it", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(3)
       local p = sem:acquire(2) -- 1 left
       local order = {}
@@ -71,13 +54,13 @@ describe("corio.semaphore", function()
         order[#order + 1] = "big"
         q:release()
       end)
-      settle()
+      H.settle()
       local small = corio.spawn(function()
         local q = sem:acquire(1) -- would fit, but must not overtake
         order[#order + 1] = "small"
         q:release()
       end)
-      settle()
+      H.settle()
       assert.same({}, order)
       assert.equal("waiting", small:status())
       p:release()
@@ -88,15 +71,15 @@ describe("corio.semaphore", function()
   end)
 
   it("does not let try_acquire overtake queued waiters", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(2)
       local p = sem:acquire(2)
       corio.spawn(function() sem:acquire(2):release() end)
-      settle()
+      H.settle()
       p:release()
       -- the waiter was granted both permits directly
       assert.is_nil(sem:try_acquire())
-      settle()
+      H.settle()
       local q = sem:try_acquire(2)
       assert.is_truthy(q)
       assert.is_nil(sem:try_acquire())
@@ -106,11 +89,11 @@ describe("corio.semaphore", function()
   end)
 
   it("refuses try_acquire while a larger request is queued", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(2)
       local p = sem:acquire()
       local t = corio.spawn(function() sem:acquire(2):release() end)
-      settle()
+      H.settle()
       assert.equal(1, sem:available())
       assert.is_nil(sem:try_acquire(1))
       p:release()
@@ -119,7 +102,7 @@ describe("corio.semaphore", function()
   end)
 
   it("makes release idempotent", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(2)
       local p = sem:acquire(2)
       p:release()
@@ -130,7 +113,7 @@ describe("corio.semaphore", function()
   end)
 
   it("returns a forgotten permit when it is garbage-collected", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       do local _ = sem:acquire() end
       assert.equal(0, sem:available())
@@ -141,7 +124,7 @@ describe("corio.semaphore", function()
   end)
 
   it("conserves permits when forgotten ones are collected by an aggressive collector", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(3)
       local pause = collectgarbage("setpause", 0) -- a GC step at every allocation
       local tasks = {}
@@ -179,14 +162,14 @@ describe("corio.semaphore", function()
       end
       return sem:available()
     ]]))
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       assert.equal(1, f(corio, sem))
     end)
   end)
 
   it("with() returns fn's results and releases the permit", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local a, b = sem:with(function(x, y)
         assert.equal(0, sem:available())
@@ -200,7 +183,7 @@ describe("corio.semaphore", function()
   end)
 
   it("with() releases the permit when fn raises, and re-raises", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local t = corio.spawn(function()
         sem:with(function()
@@ -216,12 +199,12 @@ describe("corio.semaphore", function()
   end)
 
   it("with() releases the permit when the task is cancelled inside fn", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local t = corio.spawn(function()
         sem:with(function() corio.sleep(100) end)
       end)
-      settle()
+      H.settle()
       assert.equal(0, sem:available())
       t:cancel()
       local ok, err = t:wait()
@@ -232,7 +215,7 @@ describe("corio.semaphore", function()
   end)
 
   it("with() raises the closed error on a closed semaphore", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       sem:close()
       local t = corio.spawn(function() sem:with(function() end) end)
@@ -243,7 +226,7 @@ describe("corio.semaphore", function()
   end)
 
   it("grows with add() and wakes the waiters that now fit", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(0)
       local got = {}
       for i = 1, 3 do
@@ -252,20 +235,20 @@ describe("corio.semaphore", function()
           got[#got + 1] = i
         end)
       end
-      settle()
+      H.settle()
       assert.same({}, got)
       sem:add(2)
-      settle()
+      H.settle()
       assert.same({ 1, 2 }, got)
       sem:add(1)
-      settle()
+      H.settle()
       assert.same({ 1, 2, 3 }, got)
       assert.equal(0, sem:available())
     end)
   end)
 
   it("wakes every waiter with a closed error on close, and fails later acquires", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local held = sem:acquire()
       local results = {}
@@ -275,10 +258,10 @@ describe("corio.semaphore", function()
           results[i] = { p, err and err.kind }
         end)
       end
-      settle()
+      H.settle()
       sem:close()
       sem:close() -- closing twice is harmless
-      settle()
+      H.settle()
       for i = 1, 3 do
         assert.is_nil(results[i][1])
         assert.equal("closed", results[i][2])
@@ -296,7 +279,7 @@ describe("corio.semaphore", function()
   end)
 
   it("returns nil and a timeout error when acquire times out, leaving the queue", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local held = sem:acquire()
       local t0 = corio.now()
@@ -314,7 +297,7 @@ describe("corio.semaphore", function()
   end)
 
   it("treats timeout = 0 as: take it now or fail now", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local p = assert(sem:acquire({ timeout = 0 }))
       local q, err = sem:acquire({ timeout = 0 })
@@ -327,7 +310,7 @@ describe("corio.semaphore", function()
   end)
 
   it("lets smaller waiters proceed when a large head waiter times out", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(2)
       local p = sem:acquire()
       local big_err
@@ -335,9 +318,9 @@ describe("corio.semaphore", function()
         local _, err = sem:acquire(2, { timeout = 1 })
         big_err = err
       end)
-      settle()
+      H.settle()
       local small = corio.spawn(function() return sem:acquire() ~= nil end)
-      settle()
+      H.settle()
       assert.equal("waiting", small:status())
       corio.sleep(2)
       assert.is_true(corio.is_timeout(big_err))
@@ -347,13 +330,13 @@ describe("corio.semaphore", function()
   end)
 
   it("lets smaller waiters proceed when a large head waiter is cancelled", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(2)
       local p = sem:acquire()
       local big = corio.spawn(function() sem:acquire(2) end)
-      settle()
+      H.settle()
       local small = corio.spawn(function() return sem:acquire() ~= nil end)
-      settle()
+      H.settle()
       big:cancel()
       assert.is_true(small:join())
       assert.equal("cancelled", big:status())
@@ -362,7 +345,7 @@ describe("corio.semaphore", function()
   end)
 
   it("raises the cancellation at acquire when cancelled before it ran", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local t = corio.spawn(function() return sem:acquire() end)
       t:cancel()
@@ -374,7 +357,7 @@ describe("corio.semaphore", function()
   end)
 
   it("removes a waiter cancelled while parked from the queue", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local held = sem:acquire()
       local a = corio.spawn(function() return sem:acquire() end)
@@ -384,7 +367,7 @@ describe("corio.semaphore", function()
         got[#got + 1] = "b"
         p:release()
       end)
-      settle()
+      H.settle()
       assert.equal("waiting", a:status())
       a:cancel()
       local ok, err = a:wait()
@@ -398,7 +381,7 @@ describe("corio.semaphore", function()
   end)
 
   it("gives a permit granted to a task cancelled in the same tick to the next waiter", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       local held = sem:acquire()
       local a = corio.spawn(function() return sem:acquire() end)
@@ -408,7 +391,7 @@ describe("corio.semaphore", function()
         b_got = true
         p:release()
       end)
-      settle()
+      H.settle()
       held:release() -- grants to a (woken, not yet run) ...
       a:cancel()     -- ... which is cancelled before it runs
       local ok, err = a:wait()
@@ -421,11 +404,11 @@ describe("corio.semaphore", function()
   end)
 
   it("keeps permits conserved when a granted task is cancelled and nobody waits", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(2)
       local held = sem:acquire(2)
       local a = corio.spawn(function() return sem:acquire(2) end)
-      settle()
+      H.settle()
       held:release()
       a:cancel()
       a:wait()
@@ -435,10 +418,10 @@ describe("corio.semaphore", function()
   end)
 
   it("reports a parked acquirer as waiting", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(0)
       local t = corio.spawn(function() sem:acquire() end)
-      settle()
+      H.settle()
       assert.equal("waiting", t:status())
       sem:add(1)
       t:join()
@@ -450,7 +433,7 @@ describe("corio.semaphore", function()
     assert.has_error(function() corio.semaphore() end)
     assert.has_error(function() corio.semaphore(-1) end)
     assert.has_error(function() corio.semaphore("x") end)
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(1)
       -- called as methods in a Lua function (not through pcall directly,
       -- not as tail calls) so that Lua can name the function
@@ -500,10 +483,10 @@ describe("corio.semaphore", function()
   it("can be used from many runtimes in turn", function()
     local sem = corio.semaphore(1)
     for _ = 1, 2 do
-      run(function()
+      H.run(function()
         local p = sem:acquire()
         local t = corio.spawn(function() sem:acquire():release() end)
-        settle()
+        H.settle()
         p:release()
         t:join()
       end)
@@ -512,7 +495,7 @@ describe("corio.semaphore", function()
   end)
 
   it("bounds concurrency: never more than n holders at once", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(3)
       local inside, peak = 0, 0
       local tasks = {}
@@ -532,11 +515,11 @@ describe("corio.semaphore", function()
     end)
   end)
 
-  if not can_pcall_yield then
+  if not H.can_pcall_yield then
     -- PUC 5.1 runs with()'s fn as a child task (corio's yieldable pcall):
     -- the properties above hold there too; nothing else to skip.
     it("runs with() on PUC Lua 5.1 through corio's yieldable pcall", function()
-      run(function()
+      H.run(function()
         local sem = corio.semaphore(1)
         assert.equal(5, sem:with(function() corio.sleep(1); return 5 end))
         assert.equal(1, sem:available())
@@ -545,10 +528,10 @@ describe("corio.semaphore", function()
   end
 
   it("names the semaphore as what a parked acquirer waits on", function()
-    run(function()
+    H.run(function()
       local sem = corio.semaphore(0)
       local t = corio.spawn(function() sem:acquire() end)
-      settle()
+      H.settle()
       local seen = {}
       for _, info in ipairs(corio.tasks()) do seen[info.id] = info.waiting_on end
       assert.equal("semaphore", seen[t.id])

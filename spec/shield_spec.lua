@@ -4,37 +4,11 @@
 local corio = require "corio"
 local H = require "helper"
 
-local pack, unpack = H.pack, H.unpack
-
--- H.run, but a failed assertion inside comes out as itself rather than
--- wrapped in the main task's error object.
-local function run(fn)
-  local ok, e = pcall(H.run, fn)
-  if ok then return end
-  if type(e) == "table" and e.kind == "task" and e.value ~= nil then e = e.value end
-  error(e, 0)
-end
-
--- Calls fn(...) and returns true, results... or false, err: pcall where a
--- pcall can wait, else (PUC Lua 5.1) a task that is waited for. The error
--- is what fn raised, unchanged. Not for a cancellation of the caller.
-local function catch(fn, ...)
-  if H.can_pcall_yield then return pcall(fn, ...) end
-  local args, name = pack(...), nil
-  local r = corio.join(function()
-    name = corio.current().name
-    return fn(unpack(args, 1, args.n))
-  end)
-  if r[1] then return unpack(r, 1, r.n) end
-  local e = r[2]
-  -- the join child wrapped a non-corio error value: give back the value
-  if type(e) == "table" and e.kind == "task" and e.task == name then e = e.value end
-  return false, e
-end
+local pack = H.pack
 
 describe("corio.shield", function()
   it("returns fn's results and passes it the extra arguments", function()
-    run(function()
+    H.run(function()
       local r = pack(corio.shield(function(a, b)
         corio.sleep(1)
         return b, nil, a
@@ -46,16 +20,16 @@ describe("corio.shield", function()
   end)
 
   it("lets fn's own error through unchanged", function()
-    run(function()
+    H.run(function()
       local obj = {}
-      local ok, e = catch(corio.shield, function() corio.sleep(1) error(obj) end)
+      local ok, e = H.catch(corio.shield, function() corio.sleep(1) error(obj) end)
       assert.is_false(ok)
       assert.equal(obj, e)
     end)
   end)
 
   it("runs fn to completion in a cancelled task and delivers the cancellation at the next await after it", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local t = corio.spawn(function()
         local r = corio.shield(function()
@@ -81,7 +55,7 @@ describe("corio.shield", function()
   end)
 
   it("does not raise the pending cancellation from the shield's own return", function()
-    run(function()
+    H.run(function()
       local returned = false
       local t = corio.spawn(function()
         corio.shield(corio.sleep, 2)
@@ -97,7 +71,7 @@ describe("corio.shield", function()
   end)
 
   it("keeps every await inside fn uncancelled, not only the first", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local t = corio.spawn(function()
         corio.shield(function()
@@ -118,9 +92,9 @@ describe("corio.shield", function()
   end)
 
   it("runs to completion inside a timeout, which raises at the next await after the shield", function()
-    run(function()
+    H.run(function()
       local log = H.log()
-      local ok, e = catch(corio.timeout, 1, function()
+      local ok, e = H.catch(corio.timeout, 1, function()
         log(corio.shield(function()
           corio.sleep(3)
           return "kept"
@@ -137,8 +111,8 @@ describe("corio.shield", function()
   end)
 
   it("applies a deadline set inside the shield", function()
-    run(function()
-      local ok, e = catch(corio.shield, function()
+    H.run(function()
+      local ok, e = H.catch(corio.shield, function()
         return corio.timeout(1, corio.sleep, 5)
       end)
       assert.is_false(ok)
@@ -148,10 +122,10 @@ describe("corio.shield", function()
   end)
 
   it("applies a deadline set inside the shield while the cancelled task waits", function()
-    run(function()
+    H.run(function()
       local t = corio.spawn(function()
         return corio.shield(function()
-          local ok, e = catch(corio.timeout, 2, corio.sleep, 5)
+          local ok, e = H.catch(corio.timeout, 2, corio.sleep, 5)
           return ok, e
         end)
       end)
@@ -168,7 +142,7 @@ describe("corio.shield", function()
   end)
 
   it("protects the children of a scope opened inside it", function()
-    run(function()
+    H.run(function()
       local kid
       local t = corio.spawn(function()
         corio.shield(function()
@@ -187,7 +161,7 @@ describe("corio.shield", function()
   end)
 
   it("protects a scope child from the scope's s:cancel()", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       corio.scope(function(s)
         s:spawn(function()
@@ -204,7 +178,7 @@ describe("corio.shield", function()
   end)
 
   it("still lets a scope inside the shield be cancelled", function()
-    run(function()
+    H.run(function()
       local kid
       corio.shield(function()
         corio.scope(function(s)
@@ -219,7 +193,7 @@ describe("corio.shield", function()
   end)
 
   it("keeps every wait inside it running past an enclosing deadline that expires meanwhile", function()
-    run(function()
+    H.run(function()
       local log = H.log()
       local t = corio.spawn(function()
         corio.timeout(1, function()
@@ -240,7 +214,7 @@ describe("corio.shield", function()
   end)
 
   it("rejects a non-function naming 'shield'", function()
-    run(function()
+    H.run(function()
       local ok, e = pcall(corio.shield, nil)
       assert.is_false(ok)
       assert.matches("bad argument #1 to 'shield'", tostring(e), 1, true)

@@ -11,21 +11,6 @@ local corio = require "corio"
 
 local H = require "helper"
 
--- H.run (a fresh runtime on the virtual clock, a watchdog, and a check
--- that nothing is left running), with a failed assertion inside coming
--- out as itself rather than wrapped in a task error.
-local function run(fn)
-  local ok, err = pcall(H.run, fn)
-  if not ok then
-    if type(err) == "table" and err.value ~= nil then err = err.value end
-    error(err, 0)
-  end
-end
-
-local function settle()
-  for _ = 1, 6 do corio.yield() end
-end
-
 -- Park-Miller: the same sequence on every Lua version (exact in doubles).
 local function rng(seed)
   local state = seed % 2147483646 + 1
@@ -75,12 +60,27 @@ local function ctx(seed, a)
   return ("seed %d, task %d"):format(seed, a and a.id or 0)
 end
 
+-- Actor a against the model after a step: still waiting, cancelled, or
+-- finished as the model says (a.m), with the value it wants when that
+-- outcome is `valued` (the outcome that carries a value, if any).
+local function check_actor(seed, step, a, valued)
+  local w = ctx(seed, a) .. ", step " .. step
+  if a.m == "queued" then
+    assert.equal("waiting", a.task:status(), w)
+  elseif a.m == "cancelled" then
+    assert.equal("cancelled", a.task:status(), w)
+  else
+    assert.equal(a.m, a.r, w)
+    if valued and a.m == valued then assert.equal(a.want, a.got, w) end
+  end
+end
+
 ------------------------------------------------------------ semaphore
 
 -- P: {new(cap), take(obj, k, opts), release(h), max_k}
 local function lock_trial(P, seed)
   local R = rng(seed)
-  run(function()
+  H.run(function()
     local cap = P.mutex and 1 or R(1, 4)
     local obj = P.new(cap)
     local avail, queue, actors = cap, {}, {}
@@ -183,14 +183,7 @@ local function lock_trial(P, seed)
       assert.equal(avail, P.available(obj), where)
       local sum = avail
       for _, a in ipairs(actors) do
-        local w = ctx(seed, a) .. ", step " .. step
-        if a.m == "queued" then
-          assert.equal("waiting", a.task:status(), w)
-        elseif a.m == "cancelled" then
-          assert.equal("cancelled", a.task:status(), w)
-        else
-          assert.equal(a.m, a.r, w)
-        end
+        check_actor(seed, step, a)
         if a.m == "held" then sum = sum + a.k end
       end
       assert.equal(P.capacity and P.capacity() or cap, sum, where .. ": permits conserved")
@@ -206,7 +199,7 @@ local function lock_trial(P, seed)
       elseif op <= 19 then advance()
       elseif not closed and step > STEPS / 2 and P.close then close()
       end
-      settle()
+      H.settle(6)
       check(step)
     end
     -- wind down: every holder releases (waiters granted meanwhile too)
@@ -217,7 +210,7 @@ local function lock_trial(P, seed)
         grant()
         a.ev:set()
       end
-      settle()
+      H.settle(6)
     end
     check(STEPS + 1)
   end)
@@ -245,7 +238,7 @@ local MUTEX = {
 -- nothing, so one model serves both; W adapts the API.
 local function broadcast_trial(W, seed)
   local R = rng(seed)
-  run(function()
+  H.run(function()
     local obj = W.new()
     local queue, actors = {}, {}
     local is_set, closed, value = false, false, 0
@@ -316,18 +309,8 @@ local function broadcast_trial(W, seed)
 
     for step = 1, STEPS do
       step_op(step)
-      settle()
-      for _, a in ipairs(actors) do
-        local w = ctx(seed, a) .. ", step " .. step
-        if a.m == "queued" then
-          assert.equal("waiting", a.task:status(), w)
-        elseif a.m == "cancelled" then
-          assert.equal("cancelled", a.task:status(), w)
-        else
-          assert.equal(a.m, a.r, w)
-          if a.m == "woken" then assert.equal(a.want, a.got, w) end
-        end
-      end
+      H.settle(6)
+      for _, a in ipairs(actors) do check_actor(seed, step, a, "woken") end
       if W.event then assert.equal(is_set, obj:is_set()) end
     end
   end)
@@ -351,7 +334,7 @@ local WATCH = {
 
 local function channel_trial(seed)
   local R = rng(seed)
-  run(function()
+  H.run(function()
     local cap = R(0, 3)
     local ch = corio.channel(cap)
     local buf, senders, receivers, actors = {}, {}, {}, {}
@@ -512,17 +495,7 @@ local function channel_trial(seed)
     local function check(step)
       local where = ctx(seed) .. ", step " .. step
       assert.equal(#buf, ch:len(), where .. ": len")
-      for _, a in ipairs(actors) do
-        local w = ctx(seed, a) .. ", step " .. step
-        if a.m == "queued" then
-          assert.equal("waiting", a.task:status(), w)
-        elseif a.m == "cancelled" then
-          assert.equal("cancelled", a.task:status(), w)
-        else
-          assert.equal(a.m, a.r, w)
-          if a.m == "got" then assert.equal(a.want, a.got, w) end
-        end
-      end
+      for _, a in ipairs(actors) do check_actor(seed, step, a, "got") end
     end
 
     for step = 1, STEPS do
@@ -537,12 +510,12 @@ local function channel_trial(seed)
       elseif op <= 23 then advance()
       elseif not closed and step > STEPS * 2 / 3 then close()
       end
-      settle()
+      H.settle(6)
       check(step)
     end
     -- drain: every accepted value is received exactly once
     if not closed then close() end
-    settle()
+    H.settle(6)
     while true do
       local v = ch:try_recv()
       if v == nil then break end

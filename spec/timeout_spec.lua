@@ -3,47 +3,11 @@
 local corio = require "corio"
 local H = require "helper"
 
-local pack, unpack = H.pack, H.unpack
-
--- H.run, but a failed assertion inside comes out as itself rather than
--- wrapped in the main task's error object.
-local function run(fn)
-  local ok, e = pcall(H.run, fn)
-  if ok then return end
-  if type(e) == "table" and e.kind == "task" and e.value ~= nil then e = e.value end
-  error(e, 0)
-end
-
--- Calls fn(...) and returns true, results... or false, err. Uses pcall
--- where a pcall can wait; on PUC Lua 5.1 runs fn as a child task through
--- corio.join (it stays inside every scope of the caller) and unwraps the
--- task error back to the value fn raised. Only for errors that are not a
--- cancellation of the caller itself (join re-raises those on 5.1).
-local function catch(fn, ...)
-  if H.can_pcall_yield then return pcall(fn, ...) end
-  local args, name = pack(...), nil
-  local r = corio.join(function()
-    name = corio.current().name
-    return fn(unpack(args, 1, args.n))
-  end)
-  if r[1] then return unpack(r, 1, r.n) end
-  local e = r[2]
-  -- the join child wrapped a non-corio error value: give back the value
-  if type(e) == "table" and e.kind == "task" and e.task == name then e = e.value end
-  return false, e
-end
-
-local function need_pcall_yield()
-  if not H.can_pcall_yield then
-    pending("Lua 5.1 cannot yield across pcall")
-    return false
-  end
-  return true
-end
+local pack = H.pack
 
 describe("corio.timeout", function()
   it("returns all of fn's results, nils included, when fn finishes before the deadline", function()
-    run(function()
+    H.run(function()
       local r = pack(corio.timeout(5, function(a, b)
         corio.sleep(2)
         return a, nil, b, nil
@@ -55,8 +19,8 @@ describe("corio.timeout", function()
   end)
 
   it("raises a 'timeout' error exactly at the deadline when fn is still waiting", function()
-    run(function()
-      local ok, e = catch(corio.timeout, 1, corio.sleep, 5)
+    H.run(function()
+      local ok, e = H.catch(corio.timeout, 1, corio.sleep, 5)
       assert.is_false(ok)
       assert.equal(1, corio.now())
       assert.equal("timeout", e.kind)
@@ -69,8 +33,8 @@ describe("corio.timeout", function()
   end)
 
   it("is catchable with the caller's own pcall", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local ok, e = pcall(corio.timeout, 0.5, corio.sleep, 5)
       assert.is_false(ok)
       assert.is_true(corio.is_timeout(e))
@@ -79,23 +43,23 @@ describe("corio.timeout", function()
   end)
 
   it("names the duration in the timeout error's message", function()
-    run(function()
-      local _, e = catch(corio.timeout, 0.25, corio.sleep, 5)
+    H.run(function()
+      local _, e = H.catch(corio.timeout, 0.25, corio.sleep, 5)
       assert.is_true(corio.is_timeout(e))
       assert.matches("0.25", e.message, 1, true)
     end)
   end)
 
   it("passes the extra arguments to fn", function()
-    run(function()
+    H.run(function()
       local got = pack(corio.timeout(1, function(...) return select("#", ...), ... end, 1, nil, 3))
       assert.same({ 3, 1, nil, 3 }, { got[1], got[2], got[3], got[4] })
     end)
   end)
 
   it("cancels fn at the deadline and runs its cleanup before it raises", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local log = H.log()
       local ok, e = pcall(corio.timeout, 1, function()
         local ok2, e2 = pcall(corio.sleep, 5)
@@ -116,7 +80,7 @@ describe("corio.timeout", function()
       pending("<close> needs Lua 5.4")
       return
     end
-    run(function()
+    H.run(function()
       local log = H.log()
       local body = assert(load([[
         local corio, log = ...
@@ -135,8 +99,8 @@ describe("corio.timeout", function()
   end)
 
   it("cancels fn again at its next await when fn swallows the cancellation", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local log = H.log()
       local ok, e = pcall(corio.timeout, 1, function()
         pcall(corio.sleep, 5) -- swallowed
@@ -155,9 +119,9 @@ describe("corio.timeout", function()
   end)
 
   it("lets an error raised by fn before the deadline through unchanged", function()
-    run(function()
+    H.run(function()
       local boom = setmetatable({ what = "boom" }, {})
-      local ok, e = catch(corio.timeout, 5, function()
+      local ok, e = H.catch(corio.timeout, 5, function()
         corio.sleep(1)
         error(boom)
       end)
@@ -166,7 +130,7 @@ describe("corio.timeout", function()
       assert.equal(1, corio.now())
 
       local line
-      ok, e = catch(corio.timeout, 5, function()
+      ok, e = H.catch(corio.timeout, 5, function()
         line = debug.getinfo(1, "l").currentline + 1
         error("plain message")
       end)
@@ -177,8 +141,8 @@ describe("corio.timeout", function()
   end)
 
   it("lets an error raised by cleanup code during the cancellation through instead of converting it", function()
-    if not need_pcall_yield() then return end
-    run(function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
       local ok, e = pcall(corio.timeout, 1, function()
         local ok2 = pcall(corio.sleep, 5)
         if not ok2 then error("cleanup failed", 0) end
@@ -194,7 +158,7 @@ describe("corio.timeout", function()
       pending("<close> needs Lua 5.4")
       return
     end
-    run(function()
+    H.run(function()
       local body = assert(load([[
         local corio = ...
         return function()
@@ -212,7 +176,7 @@ describe("corio.timeout", function()
   end)
 
   it("passes a cancellation of the task through as a cancellation, not a timeout", function()
-    run(function()
+    H.run(function()
       local t = corio.spawn(function()
         corio.timeout(5, corio.sleep, 10)
       end)
@@ -228,7 +192,7 @@ describe("corio.timeout", function()
   end)
 
   it("disarms its deadline when fn returns early, so later waits are not cut short", function()
-    run(function()
+    H.run(function()
       assert.equal("done", corio.timeout(1, function()
         corio.sleep(0.5)
         return "done"
@@ -240,7 +204,7 @@ describe("corio.timeout", function()
   end)
 
   it("returns fn's results from timeout(0, fn) when fn never waits", function()
-    run(function()
+    H.run(function()
       assert.same({ 1, 2 }, { corio.timeout(0, function() return 1, 2 end) })
       assert.equal(0, corio.now())
       assert.equal(0, corio.stats().timers)
@@ -248,9 +212,9 @@ describe("corio.timeout", function()
   end)
 
   it("raises at once from timeout(0, fn) when fn waits", function()
-    run(function()
+    H.run(function()
       local reached = false
-      local ok, e = catch(corio.timeout, 0, function()
+      local ok, e = H.catch(corio.timeout, 0, function()
         corio.sleep(1)
         reached = true
       end)
@@ -262,7 +226,7 @@ describe("corio.timeout", function()
   end)
 
   it("puts its deadline on the runtime's timer heap only while fn runs", function()
-    run(function()
+    H.run(function()
       local inside
       corio.timeout(1, function() inside = corio.stats().timers end)
       assert.equal(1, inside)
@@ -271,7 +235,7 @@ describe("corio.timeout", function()
   end)
 
   it("costs no timer and no memory beyond the scope record around a call that never waits", function()
-    run(function()
+    H.run(function()
       local function f(x) return x end
       for _ = 1, 1000 do corio.timeout(1, f, 1) end -- warm-up
       collectgarbage()
@@ -293,7 +257,7 @@ describe("corio.timeout", function()
       pending("on Lua 5.1 the protected call runs as a child task")
       return
     end
-    run(function()
+    H.run(function()
       local function f(x) return x end
       for _ = 1, 1000 do corio.timeout(1, f, 1) end
       collectgarbage()
@@ -311,9 +275,9 @@ describe("corio.timeout", function()
 
   describe("nested", function()
     it("raises the inner timeout at the inner deadline and leaves the outer one running (inner first)", function()
-      run(function()
+      H.run(function()
         local r = corio.timeout(5, function()
-          local ok, e = catch(corio.timeout, 1, corio.sleep, 10)
+          local ok, e = H.catch(corio.timeout, 1, corio.sleep, 10)
           assert.is_false(ok)
           assert.is_true(corio.is_timeout(e))
           assert.matches("after 1", e.message, 1, true)
@@ -328,9 +292,9 @@ describe("corio.timeout", function()
     end)
 
     it("raises the outer timeout at the outer deadline through a longer inner one (outer first)", function()
-      run(function()
+      H.run(function()
         local after_inner = false
-        local ok, e = catch(corio.timeout, 1, function()
+        local ok, e = H.catch(corio.timeout, 1, function()
           corio.timeout(5, corio.sleep, 10)
           after_inner = true
         end)
@@ -343,8 +307,8 @@ describe("corio.timeout", function()
     end)
 
     it("gives the inner timeout's caller a cancellation, not a timeout, when the outer deadline is first", function()
-      if not need_pcall_yield() then return end
-      run(function()
+      if not H.need_pcall_yield(pending) then return end
+      H.run(function()
         local inner_err
         local ok, e = pcall(corio.timeout, 1, function()
           local ok2, e2 = pcall(corio.timeout, 5, corio.sleep, 10)
@@ -360,9 +324,9 @@ describe("corio.timeout", function()
     end)
 
     it("raises one timeout at the shared instant when both deadlines are equal", function()
-      run(function()
+      H.run(function()
         local after_inner = false
-        local ok, e = catch(corio.timeout, 2, function()
+        local ok, e = H.catch(corio.timeout, 2, function()
           corio.sleep(1)
           corio.timeout(1, corio.sleep, 10) -- due at 2, like the outer
           after_inner = true
@@ -376,8 +340,8 @@ describe("corio.timeout", function()
     end)
 
     it("converts the inner expiry at an equal deadline and delivers the outer one at the next await", function()
-      if not need_pcall_yield() then return end
-      run(function()
+      if not H.need_pcall_yield(pending) then return end
+      H.run(function()
         local log = H.log()
         local ok, e = pcall(corio.timeout, 2, function()
           corio.sleep(1)
@@ -394,8 +358,8 @@ describe("corio.timeout", function()
     end)
 
     it("applies the earliest enclosing deadline through several levels", function()
-      run(function()
-        local ok, e = catch(corio.timeout, 10, function()
+      H.run(function()
+        local ok, e = H.catch(corio.timeout, 10, function()
           return corio.timeout(3, function()
             return corio.timeout(20, corio.sleep, 100)
           end)
@@ -410,9 +374,9 @@ describe("corio.timeout", function()
 
   describe("around a scope", function()
     it("cancels the scope's children at the deadline, waits for them, then raises", function()
-      run(function()
+      H.run(function()
         local kids = {}
-        local ok, e = catch(corio.timeout, 1, function()
+        local ok, e = H.catch(corio.timeout, 1, function()
           corio.scope(function(s)
             kids[1] = s:spawn(corio.sleep, 5)
             kids[2] = s:spawn(function() corio.sleep(0.5) corio.sleep(7) end)
@@ -429,10 +393,10 @@ describe("corio.timeout", function()
     end)
 
     it("raises a timeout even when the scope's body had already returned", function()
-      run(function()
+      H.run(function()
         local kid
         local after = false
-        local ok, e = catch(corio.timeout, 1, function()
+        local ok, e = H.catch(corio.timeout, 1, function()
           corio.scope(function(s)
             kid = s:spawn(corio.sleep, 5)
             return "body done"
@@ -448,9 +412,9 @@ describe("corio.timeout", function()
     end)
 
     it("applies the deadline to a child's own awaits, including inside a longer inner timeout", function()
-      run(function()
+      H.run(function()
         local kid
-        local ok, e = catch(corio.timeout, 2, function()
+        local ok, e = H.catch(corio.timeout, 2, function()
           corio.scope(function(s)
             kid = s:spawn(function() corio.timeout(50, corio.sleep, 100) end)
           end)
@@ -464,9 +428,9 @@ describe("corio.timeout", function()
     end)
 
     it("waits for the children's cleanup before it raises", function()
-      run(function()
+      H.run(function()
         local log = H.log()
-        local ok, e = catch(corio.timeout, 1, function()
+        local ok, e = H.catch(corio.timeout, 1, function()
           corio.scope(function(s)
             s:spawn(function()
               corio.sleep(0.5)
@@ -488,9 +452,9 @@ describe("corio.timeout", function()
     end)
 
     it("does not apply to a task started with corio.spawn, which is outside the scope", function()
-      run(function()
+      H.run(function()
         local free
-        local ok, e = catch(corio.timeout, 1, function()
+        local ok, e = H.catch(corio.timeout, 1, function()
           free = corio.spawn(function() corio.sleep(3) return "free" end)
           corio.sleep(5)
         end)
@@ -504,7 +468,7 @@ describe("corio.timeout", function()
 
   describe("arguments", function()
     it("rejects a negative, NaN or non-number duration naming 'timeout'", function()
-      run(function()
+      H.run(function()
         for _, bad in ipairs({ -1, 0 / 0, "1", false }) do
           local ok, e = pcall(corio.timeout, bad, function() end)
           assert.is_false(ok)
@@ -514,7 +478,7 @@ describe("corio.timeout", function()
     end)
 
     it("rejects a non-function body naming 'timeout'", function()
-      run(function()
+      H.run(function()
         local ok, e = pcall(corio.timeout, 1, 42)
         assert.is_false(ok)
         assert.matches("bad argument #2 to 'timeout'", tostring(e), 1, true)

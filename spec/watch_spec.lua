@@ -3,22 +3,6 @@ local corio = require "corio"
 
 local H = require "helper"
 
--- H.run (a fresh runtime on the virtual clock, a watchdog, and a check
--- that nothing is left running), with a failed assertion inside coming
--- out as itself rather than wrapped in a task error.
-local function run(fn)
-  local ok, err = pcall(H.run, fn)
-  if not ok then
-    if type(err) == "table" and err.value ~= nil then err = err.value end
-    error(err, 0)
-  end
-end
-
--- Lets every ready task run until it parks again.
-local function settle()
-  for _ = 1, 4 do corio.yield() end
-end
-
 describe("corio.watch", function()
   it("holds a value: get returns the last one set", function()
     local w = corio.watch(1)
@@ -31,14 +15,14 @@ describe("corio.watch", function()
   end)
 
   it("wakes every changed() waiter with the next value set", function()
-    run(function()
+    H.run(function()
       local w = corio.watch(0)
       local got = {}
       local tasks = {}
       for i = 1, 3 do
         tasks[i] = corio.spawn(function() got[i] = w:changed() end)
       end
-      settle()
+      H.settle()
       for i = 1, 3 do assert.equal("waiting", tasks[i]:status()) end
       w:set(42)
       for i = 1, 3 do tasks[i]:join() end
@@ -47,11 +31,11 @@ describe("corio.watch", function()
   end)
 
   it("waits for the next set, not the current value", function()
-    run(function()
+    H.run(function()
       local w = corio.watch("v1")
       w:set("v2")
       local t = corio.spawn(function() return w:changed() end)
-      settle()
+      H.settle()
       assert.equal("waiting", t:status())
       w:set("v3")
       assert.equal("v3", t:join())
@@ -59,10 +43,10 @@ describe("corio.watch", function()
   end)
 
   it("delivers nil as a value (check the second result for an error)", function()
-    run(function()
+    H.run(function()
       local w = corio.watch(1)
       local t = corio.spawn(function() return select("#", w:changed()), w:get() end)
-      settle()
+      H.settle()
       w:set(nil)
       local n, v = t:join()
       assert.equal(1, n)
@@ -71,7 +55,7 @@ describe("corio.watch", function()
   end)
 
   it("returns nil and a timeout error when changed times out", function()
-    run(function()
+    H.run(function()
       local w = corio.watch(1)
       local v, err = w:changed({ timeout = 2.5 })
       assert.is_nil(v)
@@ -82,10 +66,10 @@ describe("corio.watch", function()
   end)
 
   it("wakes waiters with a closed error on close; changed and set fail after it", function()
-    run(function()
+    H.run(function()
       local w = corio.watch("last")
       local t = corio.spawn(function() return w:changed() end)
-      settle()
+      H.settle()
       w:close()
       w:close() -- closing twice is harmless
       local v, err = t:join()
@@ -104,14 +88,14 @@ describe("corio.watch", function()
   end)
 
   it("raises the cancellation in a waiter cancelled before, during or in the same tick as set", function()
-    run(function()
+    H.run(function()
       local w = corio.watch(0)
       local before = corio.spawn(function() return w:changed() end)
       before:cancel()
       local during = corio.spawn(function() return w:changed() end)
       local same = corio.spawn(function() return w:changed() end)
       local other = corio.spawn(function() return w:changed() end)
-      settle()
+      H.settle()
       during:cancel()
       w:set(7)
       same:cancel()
@@ -126,7 +110,7 @@ describe("corio.watch", function()
   end)
 
   it("signals shutdown to many workers", function()
-    run(function()
+    H.run(function()
       local stop = corio.watch(false)
       local done = 0
       local workers = {}
@@ -148,7 +132,7 @@ describe("corio.watch", function()
   end)
 
   it("raises clear errors on bad arguments", function()
-    run(function()
+    H.run(function()
       local w = corio.watch(1)
       local ok, err = pcall(function() local _ = w:changed(3) end)
       assert.is_false(ok)
@@ -168,10 +152,10 @@ describe("corio.watch", function()
   end)
 
   it("names the watch as what a parked waiter waits on", function()
-    run(function()
+    H.run(function()
       local w = corio.watch(0)
       local t = corio.spawn(function() w:changed() end)
-      settle()
+      H.settle()
       local seen = {}
       for _, info in ipairs(corio.tasks()) do seen[info.id] = info.waiting_on end
       assert.equal("watch", seen[t.id])
