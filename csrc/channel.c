@@ -56,22 +56,23 @@ static int aux_gone(corio_task *t) { return t->rt == NULL; }
 
 /* ----------------------------------------------------------------- ring */
 
-/* Pops the value on top of X into ring slot i (0-based). */
-static void ring_store(lua_State *X, chan *ch, lua_Integer i) {
+/* Stores a copy of X's index idx into ring slot i (0-based). */
+static void ring_store(lua_State *X, chan *ch, int idx, lua_Integer i) {
+  idx = lua_absindex(X, idx);
   lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
-  lua_insert(X, -2);
+  lua_pushvalue(X, idx);
   lua_rawseti(X, -2, (int)(i + 1));
   lua_pop(X, 1);
 }
 
-static void ring_push_back(lua_State *X, chan *ch) {
-  ring_store(X, ch, (ch->head + ch->count) % ch->cap);
+static void ring_push_back(lua_State *X, chan *ch, int idx) {
+  ring_store(X, ch, idx, (ch->head + ch->count) % ch->cap);
   ch->count++;
 }
 
-static void ring_push_front(lua_State *X, chan *ch) {
+static void ring_push_front(lua_State *X, chan *ch, int idx) {
   ch->head = (ch->head + ch->cap - 1) % ch->cap;
-  ring_store(X, ch, ch->head);
+  ring_store(X, ch, idx, ch->head);
   ch->count++;
 }
 
@@ -141,8 +142,7 @@ static int ch_offer(lua_State *L, chan *ch, int idx) {
     return 1;
   }
   if (ch->count >= ch->cap) return 0;
-  lua_pushvalue(L, idx);
-  ring_push_back(L, ch);
+  ring_push_back(L, ch, idx);
   return 1;
 }
 
@@ -154,7 +154,8 @@ static int ch_take(lua_State *L, chan *ch) {
     ring_pop_front(L, ch);
     if ((s = aux_first(L, &ch->senders, 1)) != NULL) {
       aux_take(L, s);
-      ring_push_back(L, ch);
+      ring_push_back(L, ch, -1);
+      lua_pop(L, 1);
     }
     return 1;
   }
@@ -192,8 +193,7 @@ static int recv_abort(corio_task *t, int woken) {
     return 1;
   }
   if (ch->count < ch->cap) {
-    lua_pushvalue(co, -1);
-    ring_push_front(co, ch);
+    ring_push_front(co, ch, -1);
     return 1;
   }
   return 0;

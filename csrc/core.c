@@ -18,27 +18,31 @@ corio_ctx *corio_ctx_get(lua_State *L) {
   return (corio_ctx *)lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* The cache is a small open-addressed table keyed by the address of the
+   class name literal: one probe in the common case. */
 void *corio_testudata(lua_State *L, int idx, const char *tname) {
   corio_ctx *ctx = corio_ctx_get(L);
   void *p = lua_touserdata(L, idx);
-  int i;
-  if (p && lua_getmetatable(L, idx)) {
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    for (i = 0; i < CORIO_MT_CACHE && ctx->mtc[i].name; i++)
-      if (ctx->mtc[i].name == tname) {
-        if (ctx->mtc[i].mt == mt) return p;
-        break;
-      }
-    if (i < CORIO_MT_CACHE && !ctx->mtc[i].name) { /* first use of tname */
+  unsigned i, n;
+  const void *mt;
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  i = (unsigned)(((uintptr_t)tname >> 3) % CORIO_MT_CACHE);
+  for (n = 0; n < CORIO_MT_CACHE; n++, i = (i + 1) % CORIO_MT_CACHE) {
+    if (ctx->mtc[i].name == tname) return ctx->mtc[i].mt == mt ? p : NULL;
+    if (!ctx->mtc[i].name) { /* first use of tname */
       luaL_getmetatable(L, tname);
       ctx->mtc[i].mt = lua_topointer(L, -1);
       ctx->mtc[i].name = tname;
       lua_pop(L, 1);
-      if (ctx->mtc[i].mt == mt) return p;
+      return ctx->mtc[i].mt == mt ? p : NULL;
     }
   }
-  return NULL;
+  luaL_getmetatable(L, tname); /* cache full: the slow way */
+  n = lua_topointer(L, -1) == mt;
+  lua_pop(L, 1);
+  return n ? p : NULL;
 }
 
 void *corio_checkudata(lua_State *L, int idx, const char *tname) {
@@ -278,6 +282,7 @@ const char *corio_opt_string(lua_State *L, int idx, const char *key,
 double corio_opt_timeout(lua_State *L, int idx, const char *fname) {
   static const char *const allowed[] = {"timeout", NULL};
   double v;
+  if (lua_gettop(L) < idx) return -1; /* the common case: no options */
   if (!corio_opt_present(L, idx, fname, allowed)) return -1;
   v = corio_opt_number(L, idx, "timeout", -1, fname);
   if (lua_istable(L, idx)) {

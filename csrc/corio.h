@@ -176,7 +176,7 @@ struct corio_scope {
 };
 
 /* Per-Lua-state context: upvalue 1 of every function the module exports. */
-#define CORIO_MT_CACHE 16
+#define CORIO_MT_CACHE 32
 struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
   lua_Integer next_id;
