@@ -131,6 +131,7 @@ enum {
 #define CORIO_TF_REPORTED  0x08  /* its unobserved failure was reported */
 #define CORIO_TF_MAIN      0x10  /* the task rt:run() started */
 #define CORIO_TF_NOCANCEL  0x20  /* parked in a wait that refuses aborts */
+#define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
   corio_link link;        /* ready queue or one wait list */

@@ -129,8 +129,26 @@ static void rt_report_all(lua_State *L, corio_rt *rt) {
 
 /* ---------------------------------------------------------- scheduler */
 
+/* A started task's coroutine is always suspended in a yield when the
+   scheduler resumes it, unless user code resumed it with coroutine.resume
+   and it ended there. Then what its wake handed over goes back (the
+   wait's abort hook) and the task fails with an error saying so. */
+static int rt_hijacked(lua_State *L, corio_task *t) {
+  if (!(t->flags & CORIO_TF_STARTED) || lua_status(t->co) == LUA_YIELD)
+    return 0;
+  if ((t->flags & CORIO_TF_WOKEN) && t->wait.abort) t->wait.abort(t, 1);
+  lua_settop(t->co, 0);
+  corio_error_push(t->co, "task", NULL, "the task's coroutine was resumed "
+                   "by coroutine.resume and ended outside the scheduler");
+  t->state = CORIO_RUNNING;
+  corio_task_finish(L, t, LUA_ERRRUN, 1);
+  return 1;
+}
+
 static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   int nres = 0, st;
+  if (rt_hijacked(L, t)) return;
+  t->flags |= CORIO_TF_STARTED;
   t->state = CORIO_RUNNING;
   t->flags &= ~CORIO_TF_WOKEN;
   rt->current = t;

@@ -123,7 +123,11 @@ corio_task *corio_await_begin(lua_State *L, const char *fname) {
    raise it when it starts with the raise mark. */
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx, n = lua_gettop(L) - base;
+  corio_rt *rt = corio_ctx_get(L)->rt;
   (void)status;
+  if (!rt || !rt->current || rt->current->co != L) /* coroutine.resume */
+    return luaL_error(L, "corio: a waiting task was resumed by "
+                      "coroutine.resume, not by the scheduler");
   if (n >= 2 && lua_touserdata(L, base + 1) == (void *)&corio_raise_mark) {
     lua_pushvalue(L, base + 2);
     return lua_error(L);

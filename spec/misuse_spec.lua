@@ -224,3 +224,32 @@ describe("a task waiting for itself", function()
     assert.truthy(tostring(err):find("itself", 1, true), tostring(err))
   end)
 end)
+
+describe("a waiting task resumed by coroutine.resume from elsewhere", function()
+  it("raises a clear error there instead of returning made-up results, and the runtime carries on", function()
+    if _VERSION == "Lua 5.1" then
+      pending("5.1 and LuaJIT have no continuation to tell who resumed the task")
+      return
+    end
+    local result = H.run(function()
+      local co
+      local sem = corio.semaphore(0)
+      local victim = corio.spawn(function()
+        co = coroutine.running()
+        return sem:acquire()
+      end)
+      corio.yield()
+      local ok, err = coroutine.resume(co, "made-up")
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("coroutine.resume", 1, true), tostring(err))
+      sem:add(1) -- the victim is gone: its permit must not wedge anything
+      local vok = victim:wait()
+      assert.is_false(vok)
+      local p = sem:acquire({ timeout = 1 })
+      assert.truthy(p, "the permit given to the dead task came back")
+      p:release()
+      return "carried on"
+    end)
+    assert.equal("carried on", result)
+  end)
+end)
