@@ -435,18 +435,13 @@ static int ltask_tostring(lua_State *L) {
   return 1;
 }
 
+/* Only tasks that failed with nobody observing them have a finalizer (see
+   TASK_GC_MT); live tasks are anchored, and at lua_close the runtime's own
+   finalizer detaches them. */
 static int ltask_gc(lua_State *L) {
   corio_task *t = (corio_task *)lua_touserdata(L, 1);
-  corio_rt *rt = t->rt;
-  if (!rt) return 0;
-  if (!task_finished(t)) { /* abandoned: only when the state closes */
-    corio_list_remove(&t->link);
-    if (corio_timer_armed(&t->timer)) corio_timer_disarm(rt, &t->timer);
-    corio_list_remove(&t->scope_link);
-    corio_list_remove(&t->all);
-    rt->n_live--;
-  } else if (corio_linked(&t->all)) { /* failed, never observed */
-    corio_rt_defer_report(L, rt, t);
+  if (t->rt && corio_linked(&t->all)) { /* still unobserved */
+    corio_rt_defer_report(L, t->rt, t);
     corio_list_remove(&t->all);
   }
   t->rt = NULL;
