@@ -256,6 +256,7 @@ struct corio_rt {
   int pending_ref;         /* errors of collected, unobserved failed tasks
                               waiting to be reported (a list), or NOREF */
   int loop_open;           /* uv_loop_init succeeded and not yet closed */
+  int close_after_run;     /* corio.run's private runtime */
   int on_error_ref;        /* user error handler, LUA_NOREF: default */
   int ready_n;
   double io_timeout;

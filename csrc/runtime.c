@@ -257,6 +257,22 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
   }
 }
 
+static void rt_on_close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Closes the loop and the clock's file descriptors (no Lua code). Only
+   when no task is live, so no handle of a task is left. */
+static void rt_close_loop(corio_rt *rt) {
+  if (!rt->loop_open) return;
+  rt->loop_open = 0;
+  uv_walk(&rt->loop, rt_on_close_walk, NULL);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&rt->loop);
+  corio_clock_close(rt);
+}
+
 /* The loop runs under lua_pcall so that a memory error cannot leave the
    runtime marked as running. */
 static int rt_protected_loop(lua_State *L) {
@@ -287,6 +303,7 @@ static int lrt_run(lua_State *L) {
   ctx->rt = NULL;
   rt->running = 0;
   rt->current = NULL;
+  if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
   if (st != LUA_OK) return lua_error(L);
   rt_report_all(L, rt);
   if (rt->deadlock_ref != LUA_NOREF) {
@@ -388,14 +405,19 @@ static int lcorio_runtime(lua_State *L) {
 /* corio.run(main, ...) = corio.runtime():run(main, ...) */
 static int lcorio_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  rt_new(L, 0);
+  rt_new(L, 0)->close_after_run = 1; /* nobody else can run it again */
   lua_insert(L, 1);
   return lrt_run(L);
 }
 
-static void rt_on_close_walk(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
+
+/* rt:close(): releases the loop and its file descriptors now rather than
+   when the runtime is collected; run fails afterwards. Idempotent. */
+static int lrt_close(lua_State *L) {
+  corio_rt *rt = check_rt(L, 1);
+  if (rt->running) return luaL_error(L, "close: the runtime is running");
+  rt_close_loop(rt);
+  return 0;
 }
 
 /* Detach every task still pointing at rt, close the loop. No Lua code. */
@@ -431,13 +453,7 @@ static int lrt_gc(lua_State *L) {
   while ((n = corio_list_shift(&rt->ready))) {
   }
   corio_timers_free(rt);
-  if (rt->loop_open) {
-    rt->loop_open = 0;
-    uv_walk(&rt->loop, rt_on_close_walk, NULL);
-    uv_run(&rt->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&rt->loop);
-    corio_clock_close(rt);
-  }
+  rt_close_loop(rt);
   if (rt->on_error_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
     rt->on_error_ref = LUA_NOREF;
@@ -457,7 +473,8 @@ static int lrt_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg rt_methods[] = {{"run", lrt_run}, {NULL, NULL}};
+static const luaL_Reg rt_methods[] = {
+    {"run", lrt_run}, {"close", lrt_close}, {NULL, NULL}};
 static const luaL_Reg rt_meta[] = {
     {"__gc", lrt_gc}, {"__tostring", lrt_tostring}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {

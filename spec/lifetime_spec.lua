@@ -114,17 +114,22 @@ describe("a runtime", function()
     assert.has_no.errors(full_gc)
   end)
 
-  it("closes its event loop when collected: no file descriptor is left open", function()
+  local function fd_counter()
     local f = io.open("/proc/self/stat")
-    if not f then pending("needs /proc") return end
+    if not f then return nil end
     local pid = f:read("*l"):match("^(%d+)")
     f:close()
-    local function open_fds()
+    return function()
       local p = assert(io.popen("ls /proc/" .. pid .. "/fd | wc -l"))
       local n = tonumber(p:read("*a"))
       p:close()
       return n
     end
+  end
+
+  it("closes its event loop when collected: no file descriptor is left open", function()
+    local open_fds = fd_counter()
+    if not open_fds then pending("needs /proc") return end
     full_gc()
     local before = open_fds()
     for i = 1, 200 do
@@ -134,6 +139,45 @@ describe("a runtime", function()
     full_gc()
     local after = open_fds()
     assert.truthy(after - before <= 2, ("fds: %d before, %d after"):format(before, after))
+  end)
+
+  it("made by corio.run releases its file descriptors when run returns, without waiting for the GC", function()
+    local open_fds = fd_counter()
+    if not open_fds then pending("needs /proc") return end
+    full_gc()
+    local before = open_fds()
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      for i = 1, 300 do
+        corio.run(function() corio.sleep(0) end)
+        if i % 3 == 0 then pcall(corio.run, function() error("x") end) end
+      end
+    end)
+    local after = open_fds()
+    collectgarbage("restart")
+    assert.truthy(ok, err)
+    assert.truthy(after - before <= 2, ("fds: %d before, %d after"):format(before, after))
+  end)
+
+  it("releases its file descriptors at rt:close(), after which run is an error", function()
+    local open_fds = fd_counter()
+    if not open_fds then pending("needs /proc") return end
+    full_gc()
+    local before = open_fds()
+    collectgarbage("stop")
+    local rts = {}
+    for i = 1, 50 do
+      rts[i] = corio.runtime()
+      assert.equal(7, rts[i]:run(function() return 7 end))
+      rts[i]:close()
+      rts[i]:close() -- closing twice is harmless
+    end
+    local after = open_fds()
+    collectgarbage("restart")
+    assert.truthy(after - before <= 2, ("fds: %d before, %d after"):format(before, after))
+    local ok, err = pcall(rts[1].run, rts[1], function() end)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("closed", 1, true), tostring(err))
   end)
 end)
 
