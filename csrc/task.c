@@ -169,8 +169,13 @@ int corio_yield_now(lua_State *L, corio_task *t) {
 }
 
 lua_State *corio_wake_stack(corio_task *t, int n) {
-  if (!lua_checkstack(t->co, n + 3))
-    luaL_error(t->rt->L, "corio: cannot grow a task's stack");
+  if (!lua_checkstack(t->co, n + 3)) {
+    /* raise on the thread running now: the waking task's, or the
+       scheduler's (timers, finishing tasks) */
+    corio_rt *rt = t->rt;
+    luaL_error(rt->current ? rt->current->co : rt->L,
+               "corio: too many values to hand to a task (%d)", n);
+  }
   return t->co;
 }
 
@@ -225,6 +230,9 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   t->nargs = nargs;
   t->state = CORIO_READY;
   t->parent = parent;
+  /* main has returned and the rest are being cancelled: a task spawned by
+     their cleanup starts cancelled too, or run could never return */
+  if (rt->reaping) t->flags |= CORIO_TF_CANCEL;
   if (parent) {
     corio_list_push(&parent->tasks, &t->scope_link);
     parent->nchildren++;

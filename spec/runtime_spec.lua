@@ -283,3 +283,23 @@ describe("failures nobody joined", function()
     assert.truthy(r.stderr:find("boom from failer", 1, true), r.stderr)
   end)
 end)
+
+describe("the end of run", function()
+  it("also cancels tasks spawned by the cleanup of tasks it is cancelling", function()
+    if not H.need_pcall_yield(pending) then return end
+    local log = H.log()
+    H.run(function()
+      corio.spawn(function()
+        pcall(corio.sleep, 5) -- waiting when main returns: cancelled
+        corio.spawn(function() -- spawned during the cleanup
+          log("respawned")
+          corio.sleep(1000)
+          log("never")
+        end)
+      end)
+      corio.yield()
+    end)
+    assert.same({ "respawned" }, log.items)
+    assert.equal(0, H.rt:stats().alive)
+  end)
+end)
