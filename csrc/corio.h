@@ -98,6 +98,16 @@ typedef struct corio_timer corio_timer;
 
 typedef int (*corio_abort_fn)(corio_task *t, int woken);
 
+/* Work a finalizer must not do itself (it may not allocate objects with
+   finalizers, and runs at arbitrary points): it queues this node on the
+   runtime, and the scheduler calls fn(L, node) between batches. Embedded
+   in the object that needs it, so queueing allocates nothing; the object
+   must stay alive while queued (or unlink the node when it goes). */
+typedef struct corio_deferred {
+  corio_link link;
+  void (*fn)(lua_State *L, struct corio_deferred *d);
+} corio_deferred;
+
 /* What a timer does when due (the heap stores pointers to corio_timer). */
 enum { CORIO_TIMER_SLEEP, CORIO_TIMER_WAIT, CORIO_TIMER_SCOPE };
 
@@ -244,6 +254,8 @@ struct corio_rt {
   corio_link *batch_end;   /* marker ending the batch being run, or NULL */
   corio_link live;         /* every task that has not finished */
   corio_link unobserved;   /* failed tasks nobody joined yet */
+  corio_link deferred;     /* corio_deferred nodes queued by finalizers */
+  int gc_tried;            /* collected once since the last progress */
   corio_timer **heap;      /* min-heap on (due, seq) */
   int heap_n, heap_cap;
   uint32_t timer_seq;
@@ -266,6 +278,9 @@ struct corio_rt {
   /* counters for corio.stats() */
   lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
 };
+
+/* Queue d (no-op if already queued); see corio_deferred. */
+void corio_rt_defer(corio_rt *rt, corio_deferred *d);
 
 /* The running runtime, or a raise naming fname when there is none. */
 corio_rt *corio_rt_get(lua_State *L, const char *fname);

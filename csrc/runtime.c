@@ -23,6 +23,18 @@ corio_rt *corio_rt_get(lua_State *L, const char *fname) {
   return rt;
 }
 
+void corio_rt_defer(corio_rt *rt, corio_deferred *d) {
+  if (!corio_linked(&d->link)) corio_list_push(&rt->deferred, &d->link);
+}
+
+static void rt_run_deferred(lua_State *L, corio_rt *rt) {
+  corio_link *n;
+  while ((n = corio_list_shift(&rt->deferred)) != NULL) {
+    corio_deferred *d = corio_container(n, corio_deferred, link);
+    d->fn(L, d);
+  }
+}
+
 void corio_rt_push_ready(corio_rt *rt, corio_task *t) {
   corio_list_push(&rt->ready, &t->link);
 }
@@ -221,7 +233,9 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
   for (;;) {
     uint64_t next;
     if (rt->pending_ref != LUA_NOREF) rt_report_pending(L, rt);
+    if (!corio_list_empty(&rt->deferred)) rt_run_deferred(L, rt);
     if (!corio_list_empty(&rt->ready)) {
+      rt->gc_tried = 0;
       rt_run_batch(L, rt);
       if (rt_io_alive(rt)) uv_run(&rt->loop, UV_RUN_NOWAIT);
       continue;
@@ -237,6 +251,13 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
     }
     next = corio_timers_next(rt);
     if (next == UINT64_MAX && !rt_io_alive(rt)) {
+      if (!rt->gc_tried) {
+        /* a forgotten permit or guard comes back when collected, and may
+           wake a waiter: collect once before calling it a deadlock */
+        rt->gc_tried = 1;
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        continue;
+      }
       if (rt->deadlock_ref == LUA_NOREF) {
         rt_deadlock(L, rt);
         rt->reaping = 1;
@@ -369,6 +390,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->ready);
   corio_list_init(&rt->live);
   corio_list_init(&rt->unobserved);
+  corio_list_init(&rt->deferred);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
@@ -451,6 +473,8 @@ static int lrt_gc(lua_State *L) {
     lua_pop(L, 1);
   }
   while ((n = corio_list_shift(&rt->ready))) {
+  }
+  while ((n = corio_list_shift(&rt->deferred))) { /* never run: closing */
   }
   corio_timers_free(rt);
   rt_close_loop(rt);

@@ -60,6 +60,8 @@ static int aux_count(const corio_link *h) {
 
 typedef struct sync_sem {
   lua_Integer permits;  /* available: not held by any permit */
+  lua_Integer total;    /* initial + added: available + held */
+  corio_deferred regrant; /* a finalizer returned permits: grant later */
   lua_Integer owner;    /* mutex: id of the task holding it, 0 if none */
   corio_link waiters;   /* FIFO; t->wait.arg = permits wanted */
   int self_ref;         /* registry ref while waiters is not empty */
@@ -165,6 +167,24 @@ static void sem_give(lua_State *L, sync_sem *s, lua_Integer n) {
   sem_grant(L, s);
 }
 
+static void sem_on_regrant(lua_State *L, corio_deferred *d) {
+  sync_sem *s = corio_container(d, sync_sem, regrant);
+  lua_checkstack(L, 4);
+  sem_grant(L, s);
+}
+
+/* The same from a finalizer (a forgotten permit or guard): granting would
+   make permit objects, which must not happen inside a finalizer (LuaJIT
+   runs finalizers of objects made during lua_close after unloading this
+   module), so the grant is left to the scheduler. The queued semaphore
+   stays alive: while anyone waits, self_ref anchors it. */
+static void sem_give_from_gc(lua_State *L, sync_sem *s, lua_Integer n) {
+  corio_rt *rt = corio_ctx_get(L)->rt;
+  s->permits += n;
+  if (s->mutex) s->owner = 0;
+  if (rt && !corio_list_empty(&s->waiters)) corio_rt_defer(rt, &s->regrant);
+}
+
 /* The fast path of acquire/lock and their try_ forms: takes k permits for
    `owner` and pushes the permit if nobody is queued and enough are free
    (checked again after the allocation, see sem_grant). The semaphore is
@@ -246,6 +266,7 @@ static int sem_park(lua_State *L, corio_task *t, sync_sem *s, lua_Integer k,
    it; at lua_close anything goes): detach whatever is still queued. */
 static void sem_gc(lua_State *L, sync_sem *s) {
   corio_link *h;
+  corio_list_remove(&s->regrant.link);
   while ((h = corio_list_shift(&s->waiters)) != NULL) {
   }
   sem_settle(L, s);
@@ -257,8 +278,10 @@ static sync_sem *sem_new(lua_State *L, const char *mt, lua_Integer n,
   sync_sem *s = (sync_sem *)corio_newudata(L, sizeof *s,
                                            LUA_VERSION_NUM < 502);
   memset(s, 0, sizeof *s);
-  s->permits = n;
+  s->permits = s->total = n;
   s->self_ref = LUA_NOREF;
+  corio_list_init(&s->regrant.link);
+  s->regrant.fn = sem_on_regrant;
   s->mutex = (uint8_t)mutex;
   corio_list_init(&s->waiters);
   luaL_setmetatable(L, mt);
@@ -330,7 +353,11 @@ static int lsem_acquire(lua_State *L) {
 static int lsem_try_acquire(lua_State *L) {
   sync_sem *s = check_sem(L);
   int oi;
-  lua_Integer k = aux_count_opts(L, &oi);
+  lua_Integer k;
+  if (lua_istable(L, 2))
+    return luaL_argerror(L, 2, "try_acquire takes no options (it never "
+                         "waits)");
+  k = aux_count_opts(L, &oi);
   if (s->closed) return corio_fail(L, "closed", "semaphore is closed");
   if (!sem_take_now(L, s, k, aux_current_id(L))) lua_pushnil(L);
   return 1;
@@ -345,9 +372,10 @@ static int lsem_available(lua_State *L) {
 static int lsem_add(lua_State *L) {
   sync_sem *s = check_sem(L);
   lua_Integer n = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, n >= 0 && n <= SEM_MAX - s->permits, 2,
+  luaL_argcheck(L, n >= 0 && n <= SEM_MAX - s->total, 2,
                 "permit count must be non-negative (and the total at most "
                 "2^53-1)");
+  s->total += n;
   sem_give(L, s, n);
   return 0;
 }
@@ -390,6 +418,20 @@ static int lpermit_release(lua_State *L) {
   return 0;
 }
 
+/* __gc of a permit or guard: a forgotten one comes back, whoever holds
+   it, without allocating (see sem_give_from_gc). */
+static void permit_release_gc(lua_State *L, sync_permit *p) {
+  lua_Integer n = p->n;
+  if (n == 0) return;
+  p->n = 0;
+  sem_give_from_gc(L, p->s, n);
+}
+
+static int lpermit_gc(lua_State *L) {
+  permit_release_gc(L, (sync_permit *)lua_touserdata(L, 1));
+  return 0;
+}
+
 static int lpermit_tostring(lua_State *L) {
   sync_permit *p = (sync_permit *)corio_checkudata(L, 1, PERMIT_MT);
   if (p->n == 0)
@@ -413,9 +455,8 @@ static int lguard_unlock(lua_State *L) {
   return 0;
 }
 
-/* __gc: a forgotten guard comes back, whoever holds it. */
 static int lguard_gc(lua_State *L) {
-  permit_release(L, check_guard(L));
+  permit_release_gc(L, (sync_permit *)lua_touserdata(L, 1));
   return 0;
 }
 
@@ -672,7 +713,7 @@ static const luaL_Reg sem_meta[] = {{"__gc", lsem_gc},
 
 static const luaL_Reg permit_methods[] = {{"release", lpermit_release},
                                           {NULL, NULL}};
-static const luaL_Reg permit_meta[] = {{"__gc", lpermit_release},
+static const luaL_Reg permit_meta[] = {{"__gc", lpermit_gc},
                                        {"__close", lpermit_release},
                                        {"__tostring", lpermit_tostring},
                                        {NULL, NULL}};

@@ -251,6 +251,7 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
    to-be-closed variables (Lua 5.4), whose own error would replace it. */
 static void aux_task_error(lua_State *L, corio_task *t) {
   lua_State *co = t->co;
+  corio_task *running = t->rt->current;
   luaL_traceback(L, co, lua_isstring(co, -1) ? lua_tostring(co, -1) : NULL,
                  0);
   lua_pushvalue(co, -1);
@@ -258,10 +259,12 @@ static void aux_task_error(lua_State *L, corio_task *t) {
   /* Closing runs pending __close handlers with the error still on top of
      co; a failing one replaces it. A suspended (abandoned) coroutine is
      emptied instead, and keeps the copy taken above. */
+  t->rt->current = t; /* its __close handlers run as the task itself */
   if (corio_closethread(co, L) != LUA_OK && lua_gettop(co) > 0) {
     lua_pop(L, 1);
     lua_xmove(co, L, 1);
   }
+  t->rt->current = running;
   lua_settop(co, 0);
   if (corio_is_error(L, -1, NULL)) {
     lua_getfield(L, -1, "traceback");
