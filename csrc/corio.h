@@ -140,7 +140,6 @@ enum {
 #define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
 #define CORIO_TF_REPORTED  0x08  /* its unobserved failure was reported */
 #define CORIO_TF_MAIN      0x10  /* the task rt:run() started */
-#define CORIO_TF_NOCANCEL  0x20  /* parked in a wait that refuses aborts */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
@@ -178,6 +177,7 @@ struct corio_scope {
   uint8_t expired;        /* cancelled because its deadline passed */
   uint8_t pushed;         /* on its owner's stack */
   uint8_t failfast;       /* nursery: a child failure cancels the rest */
+  uint8_t closing;        /* nursery: its owner is done waiting; no spawn */
   double secs;            /* the timeout, for the error message */
   /* nursery bookkeeping (CORIO_SCOPE_NURSERY), see scope.c */
   int nchildren;          /* live child tasks */
@@ -251,7 +251,8 @@ struct corio_rt {
   corio_task *current;     /* the task running now, or NULL */
   corio_task *main;
   corio_link ready;        /* FIFO of READY tasks */
-  corio_link *batch_end;   /* marker ending the batch being run, or NULL */
+  corio_link batch_end;    /* marker ending the batch being run (linked in
+                              ready only while a batch runs) */
   corio_link live;         /* every task that has not finished */
   corio_link unobserved;   /* failed tasks nobody joined yet */
   corio_link deferred;     /* corio_deferred nodes queued by finalizers */
@@ -285,6 +286,8 @@ void corio_rt_defer(corio_rt *rt, corio_deferred *d);
 /* The running runtime, or a raise naming fname when there is none. */
 corio_rt *corio_rt_get(lua_State *L, const char *fname);
 void corio_rt_push_ready(corio_rt *rt, corio_task *t);
+/* Report the error object on top of L (popped) through the handler. */
+void corio_rt_report_value(lua_State *L, corio_rt *rt);
 /* Report a failure nobody observed through the runtime's error handler. */
 void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t);
 /* From a task's __gc: queue its error; the scheduler reports it (no user

@@ -67,7 +67,7 @@ static int lcorio_stats(lua_State *L) {
   lua_createtable(L, 0, 8);
   if (!rt) return 1;
   for (n = rt->ready.next; n != &rt->ready; n = n->next)
-    if (n != rt->batch_end) ready++;
+    if (n != &rt->batch_end) ready++;
   aux_setint(L, "spawned", rt->n_spawned);
   aux_setint(L, "alive", rt->n_live);
   aux_setint(L, "done", rt->n_done);

@@ -54,29 +54,30 @@ static void rt_print_value(lua_State *L) {
   lua_checkstack(L, 6);
   if (!lua_istable(L, -1)) {
     fprintf(stderr, "corio: unhandled error: %s\n",
-            lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+            lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
     lua_pop(L, 1);
     return;
   }
   lua_getfield(L, -1, "traceback");
   lua_getfield(L, -2, "task");
   lua_getfield(L, -3, "message");
-  tb = lua_isstring(L, -3) ? lua_tostring(L, -3) : NULL;
-  name = lua_isstring(L, -2) ? lua_tostring(L, -2) : "?";
-  msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
+  tb = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
+  name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+  msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
+  if (tb) tb = strstr(tb, "stack traceback:"); /* frames only */
   luaL_buffinit(L, &b);
-  for (; tb && *tb; tb++) { /* the traceback starts with the message */
+  for (; tb && *tb; tb++) {
     if (*tb == '\n') luaL_addstring(&b, " | ");
     else if (*tb != '\t') luaL_addchar(&b, *tb);
   }
   luaL_pushresult(&b);
-  fprintf(stderr, "corio: unhandled error in task '%s': %s\n", name,
-          tb ? lua_tostring(L, -1) : msg);
+  fprintf(stderr, "corio: unhandled error in task '%s': %s%s%s\n", name,
+          msg, tb ? " | " : "", lua_tostring(L, -1));
   lua_pop(L, 5);
 }
 
 /* Reports the error object on top of L (and pops it). */
-static void rt_report_value(lua_State *L, corio_rt *rt) {
+void corio_rt_report_value(lua_State *L, corio_rt *rt) {
   lua_checkstack(L, 4);
   if (rt->on_error_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->on_error_ref);
@@ -97,7 +98,7 @@ void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_checkstack(L, 2);
   lua_pushvalue(t->co, -1);
   lua_xmove(t->co, L, 1);
-  rt_report_value(L, rt);
+  corio_rt_report_value(L, rt);
 }
 
 void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t) {
@@ -125,7 +126,7 @@ static void rt_report_pending(lua_State *L, corio_rt *rt) {
   n = (int)lua_rawlen(L, -1);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
-    rt_report_value(L, rt);
+    corio_rt_report_value(L, rt);
   }
   lua_pop(L, 1);
 }
@@ -183,12 +184,10 @@ static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
 /* Run the tasks ready now; those readied meanwhile wait for the next
    batch. A marker node at the tail ends the batch. */
 static void rt_run_batch(lua_State *L, corio_rt *rt) {
-  corio_link mark, *n;
-  corio_list_push(&rt->ready, &mark);
-  rt->batch_end = &mark;
-  while ((n = corio_list_shift(&rt->ready)) != &mark)
+  corio_link *n;
+  corio_list_push(&rt->ready, &rt->batch_end);
+  while ((n = corio_list_shift(&rt->ready)) != &rt->batch_end)
     rt_step(L, rt, corio_container(n, corio_task, link));
-  rt->batch_end = NULL;
 }
 
 static void rt_cancel_all(corio_rt *rt) {
@@ -223,6 +222,9 @@ static void rt_abandon(lua_State *L, corio_rt *rt) {
     if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
     corio_list_remove(&t->link);
     lua_settop(t->co, 0);
+    /* it ends cancelled, whatever shield it was parked in */
+    while (t->scope && t->scope->owner == t) corio_scope_pop(t, t->scope);
+    t->flags |= CORIO_TF_CANCEL;
     corio_error_push(t->co, "cancelled", NULL,
                      "task abandoned after a deadlock");
     corio_task_finish(L, t, LUA_ERRRUN, 1);
@@ -301,13 +303,57 @@ static int rt_protected_loop(lua_State *L) {
   return 0;
 }
 
+static int rt_protected_abandon(lua_State *L) {
+  corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
+  corio_list_remove(&rt->batch_end);
+  rt->current = NULL;
+  rt_abandon(L, rt);
+  return 0;
+}
+
+static int rt_run_protected(lua_State *L, corio_rt *rt, lua_CFunction f) {
+  lua_pushcfunction(L, f);
+  lua_pushlightuserdata(L, rt);
+  return lua_pcall(L, 1, 0, 0);
+}
+
+/* An error escaped the scheduler (out of memory, an error from a finalizer
+   on 5.1/5.3): run must still not return with tasks alive. Cancel them
+   and drive them to the end, then abandon whatever is left. The error
+   that escaped stays on top of L. */
+/* One recovery attempt: cancel every live task and run the loop again. It
+   allocates (error objects), so it runs protected like the loop. */
+static int rt_protected_reap(lua_State *L) {
+  corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
+  corio_list_remove(&rt->batch_end);
+  rt->current = NULL;
+  rt->reaping = 1;
+  rt_cancel_all(rt);
+  rt_loop(L, rt);
+  return 0;
+}
+
+static void rt_recover(lua_State *L, corio_rt *rt) {
+  int tries;
+  /* every retry makes progress (each failing finalizer runs once), so a
+     bound this size only stops a runtime that cannot make any */
+  for (tries = 0; rt->n_live && tries < 100000; tries++)
+    if (rt_run_protected(L, rt, rt_protected_reap) != LUA_OK)
+      lua_pop(L, 1); /* keep the first error */
+  corio_list_remove(&rt->batch_end);
+  rt->current = NULL;
+  for (tries = 0; rt->n_live && tries < 100000; tries++)
+    if (rt_run_protected(L, rt, rt_protected_abandon) != LUA_OK)
+      lua_pop(L, 1);
+}
+
 /* rt:run(main, ...) -> main's results; raises main's error */
 static int lrt_run(lua_State *L) {
   corio_rt *rt = check_rt(L, 1);
   corio_ctx *ctx = corio_ctx_get(L);
   int st, n, raise = 0;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (ctx->rt)
+  if (ctx->rt || rt->running)
     return luaL_error(L, "run: a corio runtime is already running (run "
                       "cannot be called inside a task)");
   if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
@@ -318,15 +364,20 @@ static int lrt_run(lua_State *L) {
   rt->deadlock_ref = LUA_NOREF;
   rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
   rt->main->flags |= CORIO_TF_MAIN | CORIO_TF_OBSERVED;
-  lua_pushcfunction(L, rt_protected_loop);
-  lua_pushlightuserdata(L, rt);
-  st = lua_pcall(L, 1, 0, 0);
+  st = rt_run_protected(L, rt, rt_protected_loop);
+  if (st != LUA_OK) rt_recover(L, rt); /* the error stays on top of L */
+  /* rt->running stays set while reporting, so on_error cannot re-enter
+     run on this runtime; with ctx->rt clear it cannot spawn into it */
   ctx->rt = NULL;
-  rt->running = 0;
   rt->current = NULL;
-  if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
-  if (st != LUA_OK) return lua_error(L);
+  if (st != LUA_OK) {
+    rt->running = 0;
+    if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
+    return lua_error(L);
+  }
   rt_report_all(L, rt);
+  rt->running = 0;
+  if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
   if (rt->deadlock_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
@@ -391,6 +442,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->live);
   corio_list_init(&rt->unobserved);
   corio_list_init(&rt->deferred);
+  corio_list_init(&rt->batch_end);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;

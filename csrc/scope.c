@@ -128,6 +128,7 @@ static void aux_wake_waiter(corio_scope *s) {
   corio_task *w = s->waiter;
   if (!w || s->nchildren > 0) return;
   s->waiter = NULL;
+  s->closing = 1; /* no late spawn may outlive the scope's return */
   /* keep nursery_abort: a cancellation arriving before w runs must not
      undo this wake, or the scope's exit (and its recorded failure) would
      be skipped; it is delivered at the next checkpoint instead */
@@ -224,7 +225,10 @@ static int lnursery_wait(lua_State *L) {
     aux_record(L, s);
     corio_scope_cancel(s);
   }
-  if (s->nchildren == 0) return 0;
+  if (s->nchildren == 0) {
+    s->closing = 1;
+    return 0;
+  }
   s->waiter = t;
   return corio_await(L, t, "scope", nursery_abort, s, -1);
 }
@@ -243,9 +247,20 @@ static int lnursery_exit(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->error_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, s->error_ref);
     s->error_ref = LUA_NOREF;
-    if (s->others_ref != LUA_NOREF && lua_istable(L, -1)) {
+    if (s->others_ref != LUA_NOREF) {
       lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
-      lua_setfield(L, -2, "others");
+      luaL_unref(L, LUA_REGISTRYINDEX, s->others_ref);
+      s->others_ref = LUA_NOREF;
+      if (lua_istable(L, -2)) {
+        lua_setfield(L, -2, "others");
+      } else { /* nowhere to attach them: report them, never lose them */
+        int i, n = (int)lua_rawlen(L, -1);
+        for (i = 1; i <= n && s->rt; i++) {
+          lua_rawgeti(L, -1, i);
+          corio_rt_report_value(L, s->rt);
+        }
+        lua_pop(L, 1);
+      }
     }
     return lua_error(L);
   }
@@ -263,7 +278,7 @@ static int lscope_spawn(lua_State *L) {
   corio_rt *rt = corio_rt_get(L, "spawn");
   const char *name = NULL;
   int fn = 2;
-  if (!s->pushed || s->kind != CORIO_SCOPE_NURSERY)
+  if (!s->pushed || s->closing || s->kind != CORIO_SCOPE_NURSERY)
     return luaL_error(L, "spawn: the scope is closed");
   if (s->rt != rt)
     return luaL_error(L, "spawn: the scope belongs to another runtime");

@@ -252,8 +252,9 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
 static void aux_task_error(lua_State *L, corio_task *t) {
   lua_State *co = t->co;
   corio_task *running = t->rt->current;
-  luaL_traceback(L, co, lua_isstring(co, -1) ? lua_tostring(co, -1) : NULL,
-                 0);
+  /* lua_tostring would turn a number error into a string in place */
+  luaL_traceback(L, co, lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1)
+                                                        : NULL, 0);
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1); /* L: traceback, raw error */
   /* Closing runs pending __close handlers with the error still on top of
@@ -274,9 +275,11 @@ static void aux_task_error(lua_State *L, corio_task *t) {
     }
     lua_pop(L, 1);
   } else {
-    if (lua_isstring(L, -1))
+    if (lua_isstring(L, -1)) { /* a string or a number: tostring a copy */
+      lua_pushvalue(L, -1);
       corio_error_push(L, "task", NULL, "%s", lua_tostring(L, -1));
-    else
+      lua_remove(L, -2);
+    } else
       corio_error_push(L, "task", NULL, "(error object is a %s value)",
                        luaL_typename(L, -1));
     lua_insert(L, -2);
@@ -325,8 +328,16 @@ static void aux_wake_joiners(corio_task *t) {
   corio_link *n;
   while ((n = corio_list_shift(&t->joiners))) {
     corio_task *j = corio_container(n, corio_task, link);
-    int raise, cnt = aux_outcome(corio_wake_stack(j, t->nargs + 2), t,
-                                 j->wait.arg, &raise);
+    int raise, cnt;
+    if (!lua_checkstack(j->co, t->nargs + 3)) { /* that joiner fails */
+      aux_observed(t);
+      corio_error_push(corio_wake_stack(j, 1), "task", NULL, "join: %d "
+                       "results do not fit on the joining task's stack",
+                       t->nargs);
+      corio_wake_raise(j);
+      continue;
+    }
+    cnt = aux_outcome(j->co, t, j->wait.arg, &raise);
     aux_observed(t);
     if (raise) corio_wake_raise(j);
     else corio_wake(j, cnt);
@@ -342,7 +353,9 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   } else {
     aux_task_error(L, t);
     t->nargs = 1;
-    if (corio_is_error(t->co, -1, "cancelled")) {
+    /* "cancelled" only if the task was: re-raising another task's
+       cancellation (from join) is a failure like any other error */
+    if (corio_is_error(t->co, -1, "cancelled") && corio_task_cancelled_by(t)) {
       t->state = CORIO_CANCELLED;
       rt->n_cancelled++;
     } else {

@@ -35,10 +35,12 @@ uint64_t corio_now_ns(corio_rt *rt) {
   return rt->virtual_clock ? rt->vnow : uv_hrtime();
 }
 
+/* The clock is 64-bit nanoseconds: a deadline past its end (about 584
+   years of clock time; the virtual clock starts at 0) is never. */
 uint64_t corio_deadline(corio_rt *rt, double secs) {
   double ns = ceil(secs * 1e9);
   uint64_t now = corio_now_ns(rt);
-  if (!(ns < 9e18) || (uint64_t)ns > UINT64_MAX - now) return UINT64_MAX;
+  if (!(ns < 1.8e19) || (uint64_t)ns >= UINT64_MAX - now) return UINT64_MAX;
   return now + (uint64_t)ns;
 }
 

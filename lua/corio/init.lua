@@ -172,6 +172,9 @@ function M.select(...)
   end
   nursery_wait(s, true)
   nursery_exit(s, true)
+  if not winner then -- every function was cancelled, none by select
+    error(core.error("cancelled", "select: every function was cancelled"), 0)
+  end
   return winner, unpack(results, 1, results.n)
 end
 
