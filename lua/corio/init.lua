@@ -138,14 +138,13 @@ function M.try_join(...)
   local fns = pack(...)
   check_fns("try_join", fns)
   can_wait("try_join")
-  local res = {}
+  local tasks = {}
   local s = enter("nursery")
-  for i = 1, fns.n do
-    local f = fns[i]
-    s:spawn(function() res[i] = (f()) end)
-  end
+  for i = 1, fns.n do tasks[i] = s:spawn(fns[i]) end
   nursery_wait(s, true)
   nursery_exit(s, true)
+  local res = {}
+  for i = 1, fns.n do res[i] = select(2, outcome(tasks[i])) end
   return unpack(res, 1, fns.n)
 end
 
