@@ -52,5 +52,6 @@ build = {
     },
     corio = "lua/corio/init.lua",
     ["corio.sync"] = "lua/corio/sync.lua",
+    ["corio.meta"] = "lua/corio/meta.lua",
   },
 }

@@ -1,0 +1,487 @@
+---@meta corio
+-- luacheck: no unused args
+-- luacheck: ignore 241 (the class tables below only carry method annotations)
+
+-- LuaLS (lua-language-server) definitions for `require "corio"`: types,
+-- signatures and one-line descriptions for editors such as Neovim. It
+-- declares the public API as implemented by csrc/*.c (corio.core) and
+-- lua/corio/init.lua and lua/corio/sync.lua; the contract is README.md's
+-- "API reference". Requiring it does nothing: every body is empty.
+
+local corio = {}
+
+-- ------------------------------------------------------------- types --
+
+---@alias corio.TaskStatus
+---| "ready"     # started or woken, waiting for its turn
+---| "running"   # the task running now
+---| "waiting"   # parked in a wait (see `corio.TaskInfo.waiting_on`)
+---| "done"      # returned
+---| "failed"    # raised an error
+---| "cancelled" # ended with its own cancellation
+
+---@alias corio.ErrorKind
+---| "cancelled" # a cancelled task's wait (`corio.is_cancelled`)
+---| "timeout"   # a deadline passed (`corio.is_timeout`)
+---| "closed"    # the semaphore, watch or channel is closed
+---| "deadlock"  # every task waits on something that can no longer happen
+---| "task"      # a plain error value raised in a task (see `value`)
+---| string
+
+---An error raised or returned by corio; `tostring(err)` gives one line.
+---@class corio.Error
+---@field kind corio.ErrorKind what went wrong
+---@field message string the error's message
+---@field code? string an optional code
+---@field traceback? string where it was raised (added when a task fails)
+---@field task? string the name of the task that failed
+---@field value? any for kind "task": the plain error value the task raised
+---@field others? any[] a scope's failures after the first, which is this error
+
+---Options of `corio.runtime{...}`; unknown options are an error.
+---@class corio.RuntimeOptions
+---@field clock? "real"|"virtual" "real" (default) or "virtual": virtual seconds from 0, jumping to the next deadline
+---@field on_error? fun(err: corio.Error) called for failed tasks nobody joined (default: one stderr line)
+---@field io_timeout? number seconds (> 0, default 30): I/O limit, validated now, used once I/O lands
+---@field max_io? integer 1 to 1e6 (default 256): I/O limit, validated now, used once I/O lands
+---@field workers? integer 1 to 1e6 (default 4): thread-pool limit, validated now, used once it lands
+---@field queue? integer 1 to 1e6 (default 1024): thread-pool limit, validated now, used once it lands
+
+---Options of `corio.spawn` and `s:spawn`.
+---@class corio.SpawnOptions
+---@field name? string the task's name (default `"task#<id>"`)
+
+---Options of every wait on a synchronisation primitive or channel.
+---@class corio.WaitOptions
+---@field timeout? number seconds (>= 0); past it the wait returns `nil, err` with `err.kind == "timeout"`
+
+---Counters of a runtime, from `corio.stats()` or `rt:stats()`.
+---@class corio.Stats
+---@field spawned integer tasks started
+---@field alive integer tasks not finished
+---@field done integer tasks that returned
+---@field failed integer tasks that raised an error
+---@field cancelled integer tasks that ended with their own cancellation
+---@field ready integer tasks waiting for their turn
+---@field timers integer armed deadlines (sleeps, wait timeouts, scopes)
+
+---One live task, from `corio.tasks()` or `rt:tasks()`.
+---@class corio.TaskInfo
+---@field id integer the task's id
+---@field name string the task's name
+---@field status corio.TaskStatus the task's status
+---@field waiting_on? string the primitive it waits on ("sleep", "join", "scope", "semaphore", "channel send", ...)
+---@field parent? integer the id of the task whose scope it runs in
+
+---One function's outcome from `corio.join`: `{true, results...}` or `{false, err}`.
+---@class corio.Outcome
+---@field [1] boolean whether the function returned (true) or raised (false)
+---@field [integer] any its results from [2] on, or its error at [2]
+---@field n integer the number of entries (as `table.pack`)
+
+-- ----------------------------------------------------------- runtime --
+
+---A runtime: an event loop and a scheduler (`corio.runtime{...}`).
+---@class corio.Runtime
+local Runtime = {}
+
+---Runs `main(...)` as the task "main"; returns its results or raises its error.
+---When main returns, tasks still running are cancelled and awaited (their cleanup runs).
+---@param main async fun(...):...
+---@param ... any arguments for `main`
+---@return any ... main's results
+function Runtime:run(main, ...) end
+
+---Releases the runtime's event loop and its file descriptors now; `run` is an error afterwards.
+---Closing twice is harmless.
+function Runtime:close() end
+
+---The runtime's counters (also after `run` returned).
+---@return corio.Stats
+function Runtime:stats() end
+
+---One table per live task of the runtime (also after `run` returned).
+---@return corio.TaskInfo[]
+function Runtime:tasks() end
+
+---A readable list of the runtime's live tasks (also after `run` returned).
+---@return string
+function Runtime:dump() end
+
+---Makes a runtime; unknown options are an error.
+---@param opts? corio.RuntimeOptions
+---@return corio.Runtime
+function corio.runtime(opts) end
+
+---`corio.runtime():run(main, ...)`; the runtime's loop and file descriptors are released when it returns.
+---@param main async fun(...):...
+---@param ... any arguments for `main`
+---@return any ... main's results
+function corio.run(main, ...) end
+
+---Monotonic seconds (arbitrary origin); on a virtual clock, virtual seconds from 0.
+---@return number
+function corio.now() end
+
+---The current runtime's counters (an empty table outside `run`).
+---@return corio.Stats
+function corio.stats() end
+
+---One table per live task of the current runtime (an empty table outside `run`).
+---@return corio.TaskInfo[]
+function corio.tasks() end
+
+---A readable list of live tasks, indented under the task whose scope they run in (at most 1000).
+---@return string
+function corio.dump() end
+
+-- ------------------------------------------------------------- tasks --
+
+---A task: a function running in its own coroutine (`corio.spawn`, `s:spawn`).
+---@class corio.Task
+---@field id integer a number unique in the Lua state
+---@field name string the given name or `"task#<id>"` (the main task is "main")
+local Task = {}
+
+---`fn`'s results; raises its error (a plain error value as an error of kind "task").
+---Joining twice returns the same results; joining a cancelled task raises its "cancelled" error.
+---@async
+---@return any ... the task's results
+function Task:join() end
+
+---`true, results...` or `false, err`; never raises the task's error.
+---@async
+---@return boolean ok
+---@return any ... the task's results, or its error
+function Task:wait() end
+
+---Requests cancellation and returns at once; its current or next wait raises a "cancelled" error.
+function Task:cancel() end
+
+---The task's status.
+---@return corio.TaskStatus
+function Task:status() end
+
+---Starts `fn(...)` as a task of the runtime (not of the spawning task) and returns it.
+---@param fn async fun(...):...
+---@param ... any arguments for `fn`
+---@return corio.Task
+---@overload fun(opts: corio.SpawnOptions, fn: async fun(...):..., ...: any): corio.Task
+function corio.spawn(fn, ...) end
+
+---The running task, or `nil` outside tasks.
+---@return corio.Task?
+function corio.current() end
+
+---Sleeps `secs` seconds; never returns early. `sleep(0)` is `yield()`; `sleep(math.huge)` waits until cancelled.
+---@async
+---@param secs number seconds (>= 0)
+function corio.sleep(secs) end
+
+---Puts the task at the back of the ready queue; a cancellation point.
+---@async
+function corio.yield() end
+
+-- ---------------------------------------------- structured concurrency --
+
+---A nursery: the `s` that `corio.scope` passes to its body.
+---@class corio.Scope
+local Scope = {}
+
+---Starts a child task that cannot outlive the scope; an error once the scope is closed.
+---@param fn async fun(...):...
+---@param ... any arguments for `fn`
+---@return corio.Task
+---@overload fun(self: corio.Scope, opts: corio.SpawnOptions, fn: async fun(...):..., ...: any): corio.Task
+function Scope:spawn(fn, ...) end
+
+---Cancels the body and every child; the scope then returns normally.
+function Scope:cancel() end
+
+---Whether this scope was cancelled (by `s:cancel()` or by a failure in it).
+---@return boolean
+function Scope:cancelled() end
+
+---`fn(...)`'s results; past the deadline every wait inside raises a cancellation, then a "timeout" error is raised.
+---Nested deadlines: the earliest applies.
+---@async
+---@param secs number seconds (>= 0)
+---@param fn async fun(...):...
+---@param ... any arguments for `fn`
+---@return any ... fn's results
+function corio.timeout(secs, fn, ...) end
+
+---Runs `body(s, ...)`; `s:spawn` starts children; returns the body's results once every child has finished.
+---The first failure cancels the rest and is raised after all have finished; later ones are in `err.others`.
+---@async
+---@param body async fun(s: corio.Scope, ...):...
+---@param ... any arguments for `body` after `s`
+---@return any ... body's results
+function corio.scope(body, ...) end
+
+---Runs `fn(...)` to completion even if the caller is cancelled; the cancellation comes at its next wait.
+---@async
+---@param fn async fun(...):...
+---@param ... any arguments for `fn`
+---@return any ... fn's results
+function corio.shield(fn, ...) end
+
+---Runs all concurrently to the end; returns one table per function: `{true, results...}` or `{false, err}`.
+---@async
+---@param ... async fun():...
+---@return corio.Outcome ...
+function corio.join(...) end
+
+---The first result of each; the first error cancels the rest and is raised once their cleanup has run.
+---@async
+---@param ... async fun():...
+---@return any ...
+function corio.try_join(...) end
+
+---The index and results of the first function to finish; the others are cancelled and cleaned up first.
+---If the first to finish raised, that error is raised.
+---@async
+---@param ... async fun():...
+---@return integer index
+---@return any ... its results
+function corio.select(...) end
+
+-- ----------------------------------------------------------- errors --
+
+---Whether `v` is a corio error (of `kind`, if given).
+---@param v any
+---@param kind? corio.ErrorKind
+---@return boolean
+function corio.is_error(v, kind) end
+
+---Whether `v` is a corio error of kind "cancelled".
+---@param v any
+---@return boolean
+function corio.is_cancelled(v) end
+
+---Whether `v` is a corio error of kind "timeout".
+---@param v any
+---@return boolean
+function corio.is_timeout(v) end
+
+---Makes a new corio error object (not in the README; corio's Lua layer uses it).
+---@param kind corio.ErrorKind
+---@param message string
+---@param code? string
+---@return corio.Error
+function corio.error(kind, message, code) end
+
+---The metatable of every corio error object (its `__tostring` gives one line).
+---@type metatable
+corio.Error = {}
+
+-- -------------------------------------------------------- semaphore --
+
+---A fair counting semaphore (`corio.semaphore(n)`); `<close>` closes it.
+---@class corio.Semaphore
+local Semaphore = {}
+
+---A permit for `k` (default 1) permits, or `nil, err` ("timeout", "closed"); strictly FIFO.
+---@async
+---@param k? integer permits wanted (default 1)
+---@param opts? corio.WaitOptions
+---@return corio.Permit? permit
+---@return corio.Error? err
+---@overload fun(self: corio.Semaphore, opts?: corio.WaitOptions): corio.Permit?, corio.Error?
+function Semaphore:acquire(k, opts) end
+
+---A permit, or `nil` at once (takes no options: it never waits); `nil, err` when closed.
+---@param k? integer permits wanted (default 1)
+---@return corio.Permit? permit
+---@return corio.Error? err
+function Semaphore:try_acquire(k) end
+
+---Acquires one permit, runs `fn(...)`, releases on return, error or cancellation; returns `fn`'s results.
+---@async
+---@param fn async fun(...):...
+---@param ... any arguments for `fn`
+---@return any ... fn's results
+function Semaphore:with(fn, ...) end
+
+---Permits free now.
+---@return integer
+function Semaphore:available() end
+
+---Grows the capacity by `n` permits.
+---@param n integer
+function Semaphore:add(n) end
+
+---Closes: every waiter wakes with a "closed" error, later acquires fail the same way.
+function Semaphore:close() end
+
+---Permits held from a semaphore; `<close>` and collection release them too.
+---@class corio.Permit
+local Permit = {}
+
+---Gives the permits back; idempotent.
+function Permit:release() end
+
+---Makes a fair counting semaphore with `n` permits.
+---@param n integer permits (>= 0)
+---@return corio.Semaphore
+function corio.semaphore(n) end
+
+-- ------------------------------------------------------------ mutex --
+
+---A FIFO, non-reentrant mutex (`corio.mutex()`).
+---@class corio.Mutex
+local Mutex = {}
+
+---A guard, or `nil, err`; locking a mutex you hold is an error.
+---@async
+---@param opts? corio.WaitOptions
+---@return corio.MutexGuard? guard
+---@return corio.Error? err
+function Mutex:lock(opts) end
+
+---A guard, or `nil` at once.
+---@return corio.MutexGuard?
+function Mutex:try_lock() end
+
+---Whether the mutex is locked.
+---@return boolean
+function Mutex:is_locked() end
+
+---Locks, runs `fn(...)`, unlocks however it ends; returns `fn`'s results.
+---@async
+---@param fn async fun(...):...
+---@param ... any arguments for `fn`
+---@return any ... fn's results
+function Mutex:with(fn, ...) end
+
+---The lock on a mutex; `<close>` and collection unlock it too.
+---@class corio.MutexGuard
+local MutexGuard = {}
+
+---Unlocks; an error from a task that does not hold it.
+function MutexGuard:unlock() end
+
+---Makes a mutex.
+---@return corio.Mutex
+function corio.mutex() end
+
+-- ------------------------------------------------------------ event --
+
+---An event (`corio.event()`): set wakes every waiter and stays set.
+---@class corio.Event
+local Event = {}
+
+---Wakes every waiter and stays set.
+function Event:set() end
+
+---Clears the event.
+function Event:clear() end
+
+---Whether the event is set.
+---@return boolean
+function Event:is_set() end
+
+---`true` once the event is set, or `nil, err`.
+---@async
+---@param opts? corio.WaitOptions
+---@return true? ok
+---@return corio.Error? err
+function Event:wait(opts) end
+
+---Makes an event (not set).
+---@return corio.Event
+function corio.event() end
+
+-- ------------------------------------------------------------ watch --
+
+---A value that tasks can wait on (`corio.watch(v)`); `<close>` closes it.
+---@class corio.Watch
+local Watch = {}
+
+---Sets the value and wakes every `changed` waiter with it; `nil, err` when closed.
+---@param v any
+---@return true? ok
+---@return corio.Error? err
+function Watch:set(v) end
+
+---The current value.
+---@return any
+function Watch:get() end
+
+---Waits for the next `set` and returns the new value, or `nil, err` (values may be `nil`: check `err`).
+---@async
+---@param opts? corio.WaitOptions
+---@return any value
+---@return corio.Error? err
+function Watch:changed(opts) end
+
+---Closes: waiters wake with a "closed" error.
+function Watch:close() end
+
+---Whether the watch is closed.
+---@return boolean
+function Watch:is_closed() end
+
+---Makes a watch holding `v`.
+---@param v? any the initial value
+---@return corio.Watch
+function corio.watch(v) end
+
+-- ---------------------------------------------------------- channel --
+
+---A bounded multi-producer multi-consumer FIFO (`corio.channel(capacity)`); `<close>` closes it.
+---@class corio.Channel
+local Channel = {}
+
+---`true`, or `nil, err` ("timeout", "closed"); waits while full. `nil` cannot be sent.
+---@async
+---@param v any a non-nil value
+---@param opts? corio.WaitOptions
+---@return true? ok
+---@return corio.Error? err
+function Channel:send(v, opts) end
+
+---A value, or `nil, err`; after `close`, buffered values are still received, then kind "closed".
+---@async
+---@param opts? corio.WaitOptions
+---@return any value
+---@return corio.Error? err
+function Channel:recv(opts) end
+
+---`true`, `false` when full, `nil, err` when closed.
+---@param v any a non-nil value
+---@return boolean? ok
+---@return corio.Error? err
+function Channel:try_send(v) end
+
+---A value, `nil` when empty, `nil, err` when closed and drained.
+---@return any value
+---@return corio.Error? err
+function Channel:try_recv() end
+
+---Closes the channel; closing twice is harmless.
+function Channel:close() end
+
+---Whether the channel is closed.
+---@return boolean
+function Channel:is_closed() end
+
+---Values buffered now.
+---@return integer
+function Channel:len() end
+
+---The channel's capacity.
+---@return integer
+function Channel:capacity() end
+
+---`for v in ch:iter() do ... end` receives until the channel is closed and drained (not on PUC Lua 5.1).
+---@return async fun(ch: corio.Channel): any step
+---@return corio.Channel ch
+function Channel:iter() end
+
+---Makes a channel; capacity 0 is a rendezvous (a send waits for a receiver).
+---@param capacity integer 0 to 2^24
+---@return corio.Channel
+function corio.channel(capacity) end
+
+return corio
