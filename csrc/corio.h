@@ -302,6 +302,10 @@ corio_task *corio_check_task(lua_State *L, int idx);
    Pushes the task object and returns it. */
 corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
                              const char *name, corio_scope *parent);
+/* Parses ([opts,] fn, ...) from index `first` (opts: {name =}) and spawns
+   into parent (NULL: owned by the runtime); pushes the task, returns 1. */
+int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
+                     corio_scope *parent);
 /* Pushes the task object of a live task (or a finished one that is still
    referenced); used by corio.current() and tasks(). */
 void corio_task_push(lua_State *L, corio_task *t);

@@ -273,23 +273,13 @@ static int lnursery_exit(lua_State *L) {
 
 /* s:spawn([opts], fn, ...) */
 static int lscope_spawn(lua_State *L) {
-  static const char *const allowed[] = {"name", NULL};
   corio_scope *s = check_scope(L, 1);
   corio_rt *rt = corio_rt_get(L, "spawn");
-  const char *name = NULL;
-  int fn = 2;
   if (!s->pushed || s->closing || s->kind != CORIO_SCOPE_NURSERY)
     return luaL_error(L, "spawn: the scope is closed");
   if (s->rt != rt)
     return luaL_error(L, "spawn: the scope belongs to another runtime");
-  if (lua_istable(L, 2)) {
-    corio_opt_present(L, 2, "spawn", allowed);
-    name = corio_opt_string(L, 2, "name", NULL, "spawn");
-    fn = 3;
-  }
-  luaL_checktype(L, fn, LUA_TFUNCTION);
-  corio_task_spawn(L, rt, fn, lua_gettop(L) - fn, name, s);
-  return 1;
+  return corio_spawn_args(L, 2, rt, s);
 }
 
 static int lscope_cancel(lua_State *L) {

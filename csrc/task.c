@@ -474,20 +474,24 @@ static int ltask_gc(lua_State *L) {
 
 /* ---------------------------------------------------- module functions */
 
-/* corio.spawn([opts], fn, ...) */
-static int lcorio_spawn(lua_State *L) {
+int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
+                     corio_scope *parent) {
   static const char *const allowed[] = {"name", NULL};
-  corio_rt *rt = corio_rt_get(L, "spawn");
-  int fn = 1;
+  int fn = first;
   const char *name = NULL;
-  if (lua_istable(L, 1)) {
-    corio_opt_present(L, 1, "spawn", allowed);
-    name = corio_opt_string(L, 1, "name", NULL, "spawn");
-    fn = 2;
+  if (lua_istable(L, first)) {
+    corio_opt_present(L, first, "spawn", allowed);
+    name = corio_opt_string(L, first, "name", NULL, "spawn");
+    fn = first + 1;
   }
   luaL_checktype(L, fn, LUA_TFUNCTION);
-  corio_task_spawn(L, rt, fn, lua_gettop(L) - fn, name, NULL);
+  corio_task_spawn(L, rt, fn, lua_gettop(L) - fn, name, parent);
   return 1;
+}
+
+/* corio.spawn([opts], fn, ...) */
+static int lcorio_spawn(lua_State *L) {
+  return corio_spawn_args(L, 1, corio_rt_get(L, "spawn"), NULL);
 }
 
 static int lcorio_current(lua_State *L) {
