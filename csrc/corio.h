@@ -138,8 +138,6 @@ enum {
 #define CORIO_TF_CANCEL    0x01  /* t:cancel() was called */
 #define CORIO_TF_WOKEN     0x02  /* ready because a wait ended; abortable */
 #define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
-#define CORIO_TF_REPORTED  0x08  /* its unobserved failure was reported */
-#define CORIO_TF_MAIN      0x10  /* the task rt:run() started */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
@@ -306,6 +304,10 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
    into parent (NULL: owned by the runtime); pushes the task, returns 1. */
 int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
                      corio_scope *parent);
+/* Pushes t's outcome (t has finished) onto dst: mode 1 (wait) gives
+   true, results... | false, err; mode 0 (join) gives results... | err
+   with *raise set. Returns the count. Marks the outcome observed. */
+int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise);
 /* Pushes the task object of a live task (or a finished one that is still
    referenced); used by corio.current() and tasks(). */
 void corio_task_push(lua_State *L, corio_task *t);

@@ -94,7 +94,6 @@ void corio_rt_report_value(lua_State *L, corio_rt *rt) {
 }
 
 void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
-  t->flags |= CORIO_TF_REPORTED;
   lua_checkstack(L, 2);
   lua_pushvalue(t->co, -1);
   lua_xmove(t->co, L, 1);
@@ -102,7 +101,6 @@ void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
 }
 
 void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t) {
-  t->flags |= CORIO_TF_REPORTED;
   if (!rt->running) return; /* run already reported it, or is gone */
   lua_checkstack(L, 3);
   if (rt->pending_ref == LUA_NOREF) {
@@ -190,8 +188,11 @@ static void rt_run_batch(lua_State *L, corio_rt *rt) {
     rt_step(L, rt, corio_container(n, corio_task, link));
 }
 
-static void rt_cancel_all(corio_rt *rt) {
+/* Main has returned (or nothing can run): cancel every live task; tasks
+   spawned from now on start cancelled (corio_task_spawn). */
+static void rt_reap(corio_rt *rt) {
   corio_link *n;
+  rt->reaping = 1;
   for (n = rt->live.next; n != &rt->live; n = n->next) {
     corio_task *t = corio_container(n, corio_task, all);
     t->flags |= CORIO_TF_CANCEL;
@@ -246,8 +247,7 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
     if (rt->main->state >= CORIO_DONE || rt->deadlock_ref != LUA_NOREF) {
       if (!rt->n_live) return;
       if (!rt->reaping) {
-        rt->reaping = 1;
-        rt_cancel_all(rt);
+        rt_reap(rt);
         continue;
       }
     }
@@ -262,8 +262,7 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
       }
       if (rt->deadlock_ref == LUA_NOREF) {
         rt_deadlock(L, rt);
-        rt->reaping = 1;
-        rt_cancel_all(rt);
+        rt_reap(rt);
         continue;
       }
       rt_abandon(L, rt);
@@ -317,22 +316,21 @@ static int rt_run_protected(lua_State *L, corio_rt *rt, lua_CFunction f) {
   return lua_pcall(L, 1, 0, 0);
 }
 
-/* An error escaped the scheduler (out of memory, an error from a finalizer
-   on 5.1/5.3): run must still not return with tasks alive. Cancel them
-   and drive them to the end, then abandon whatever is left. The error
-   that escaped stays on top of L. */
 /* One recovery attempt: cancel every live task and run the loop again. It
    allocates (error objects), so it runs protected like the loop. */
 static int rt_protected_reap(lua_State *L) {
   corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
   corio_list_remove(&rt->batch_end);
   rt->current = NULL;
-  rt->reaping = 1;
-  rt_cancel_all(rt);
+  rt_reap(rt);
   rt_loop(L, rt);
   return 0;
 }
 
+/* An error escaped the scheduler (out of memory, an error from a finalizer
+   on 5.1/5.3): run must still not return with tasks alive. Cancel them
+   and drive them to the end, then abandon whatever is left. The error
+   that escaped stays on top of L. */
 static void rt_recover(lua_State *L, corio_rt *rt) {
   int tries;
   /* every retry makes progress (each failing finalizer runs once), so a
@@ -351,7 +349,8 @@ static void rt_recover(lua_State *L, corio_rt *rt) {
 static int lrt_run(lua_State *L) {
   corio_rt *rt = check_rt(L, 1);
   corio_ctx *ctx = corio_ctx_get(L);
-  int st, n, raise = 0;
+  corio_task *m;
+  int st, n, raise;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (ctx->rt || rt->running)
     return luaL_error(L, "run: a corio runtime is already running (run "
@@ -363,48 +362,28 @@ static int lrt_run(lua_State *L) {
   rt->reaping = 0;
   rt->deadlock_ref = LUA_NOREF;
   rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
-  rt->main->flags |= CORIO_TF_MAIN | CORIO_TF_OBSERVED;
+  rt->main->flags |= CORIO_TF_OBSERVED; /* run raises its error */
   st = rt_run_protected(L, rt, rt_protected_loop);
   if (st != LUA_OK) rt_recover(L, rt); /* the error stays on top of L */
   /* rt->running stays set while reporting, so on_error cannot re-enter
      run on this runtime; with ctx->rt clear it cannot spawn into it */
   ctx->rt = NULL;
   rt->current = NULL;
-  if (st != LUA_OK) {
-    rt->running = 0;
-    if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
-    return lua_error(L);
-  }
-  rt_report_all(L, rt);
+  if (st == LUA_OK) rt_report_all(L, rt);
   rt->running = 0;
   if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
   if (rt->deadlock_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->deadlock_ref);
     rt->deadlock_ref = LUA_NOREF;
-    return lua_error(L);
+    if (st == LUA_OK) st = LUA_ERRRUN; /* else the escaped error wins */
+    else lua_pop(L, 1);
   }
-  /* the main task object is on L's stack (pushed by spawn): anchored */
-  {
-    corio_task *m = rt->main;
-    n = m->nargs;
-    luaL_checkstack(L, n + 1, "too many results");
-    if (m->state == CORIO_DONE) {
-      int i;
-      for (i = n; i >= 1; i--) {
-        lua_pushvalue(m->co, -i);
-        lua_xmove(m->co, L, 1);
-      }
-    } else {
-      lua_pushvalue(m->co, -1);
-      lua_xmove(m->co, L, 1);
-      raise = 1;
-      n = 1;
-    }
-  }
+  m = rt->main; /* on L's stack since spawn: anchored */
   rt->main = NULL;
-  if (raise) return lua_error(L);
-  return n;
+  if (st != LUA_OK) return lua_error(L);
+  n = corio_task_outcome(L, m, 0, &raise);
+  return raise ? lua_error(L) : n;
 }
 
 /* ------------------------------------------------------------ create */

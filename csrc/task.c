@@ -216,7 +216,8 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
     lua_pushstring(L, name);
     corio_setuv(L, -2, 2);
   }
-  luaL_checkstack(t->co, nargs + 1, "too many arguments to spawn");
+  if (!lua_checkstack(t->co, nargs + 1)) /* raise on L, the running one */
+    luaL_error(L, "spawn: too many arguments (%d)", nargs);
   lua_pushvalue(L, fnidx);
   lua_xmove(L, t->co, 1);
   for (i = top - nargs + 1; i <= top; i++) {
@@ -324,6 +325,12 @@ static void aux_observed(corio_task *t) {
   if (t->state == CORIO_FAILED) corio_list_remove(&t->all);
 }
 
+int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise) {
+  int n = aux_outcome(dst, t, mode, raise);
+  aux_observed(t);
+  return n;
+}
+
 static void aux_wake_joiners(corio_task *t) {
   corio_link *n;
   while ((n = corio_list_shift(&t->joiners))) {
@@ -386,7 +393,7 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
 /* ----------------------------------------------------------- methods */
 
 static int join_abort(corio_task *t, int woken) {
-  if (!woken) corio_list_remove(&t->link);
+  if (woken <= 0) corio_list_remove(&t->link);
   return 1;
 }
 
@@ -396,10 +403,8 @@ static int aux_join(lua_State *L, int mode) {
   corio_task *t = corio_await_begin(L, fname);
   if (u == t) luaL_error(L, "%s: a task cannot wait for itself", fname);
   if (task_finished(u)) {
-    int raise, n = aux_outcome(L, u, mode, &raise);
-    aux_observed(u);
-    if (raise) return lua_error(L);
-    return n;
+    int raise, n = corio_task_outcome(L, u, mode, &raise);
+    return raise ? lua_error(L) : n;
   }
   if (!u->rt || u->rt != t->rt)
     luaL_error(L, "%s: the task belongs to another runtime", fname);
@@ -507,8 +512,7 @@ static int ltask_outcome(lua_State *L) {
   corio_task *t = corio_check_task(L, 1);
   int raise;
   if (!task_finished(t)) return luaL_error(L, "_outcome: task not finished");
-  aux_observed(t);
-  return aux_outcome(L, t, 1, &raise);
+  return corio_task_outcome(L, t, 1, &raise);
 }
 
 /* core._checkpoint(): raises the current task's pending cancellation. */

@@ -7,15 +7,11 @@
 --
 -- PUC Lua 5.1 cannot yield across pcall (nor from a `for` iterator):
 --   * there `with` uses the yieldable protected call that init.lua passes
---     to `install` (corio's own, which runs fn as a child task); without
---     one it calls fn unprotected, and if fn raises, the permit comes
---     back only when it is collected;
+--     to `install` (corio's own, which runs fn as a child task);
 --   * `for v in ch:iter()` cannot wait: use a `while` loop over ch:recv().
 local M = {}
 
-local pcall, error, type, getmetatable = pcall, error, type, getmetatable
-
-local can_pcall_yield = not (_VERSION == "Lua 5.1" and not rawget(_G, "jit"))
+local error, type, getmetatable = error, type, getmetatable
 
 local function check_fn(fn)
   local mt = getmetatable(fn)
@@ -33,20 +29,7 @@ local function finish(h, release, ok, ...)
   return ...
 end
 
-local function finish_plain(h, release, ...)
-  release(h)
-  return ...
-end
-
 local function make_with(take, release, ypcall)
-  if not ypcall then
-    return function(self, fn, ...)
-      check_fn(fn)
-      local h, err = take(self)
-      if not h then error(err, 2) end
-      return finish_plain(h, release, fn(...))
-    end
-  end
   return function(self, fn, ...)
     check_fn(fn)
     local h, err = take(self)
@@ -67,13 +50,13 @@ end
 --- Adds `with` to corio.Semaphore and corio.Mutex and `iter` to
 --- corio.Channel.
 ---@param core table the corio.core module
----@param ypcall? function a pcall that may wait (default: pcall where it
----  can, i.e. not on PUC Lua 5.1)
+---@param ypcall function a pcall that may wait (init.lua's: pcall, or on
+---  PUC Lua 5.1 a child task)
 ---@return table core
 function M.install(core, ypcall)
   local sem, mutex, chan = core._Semaphore_methods, core._Mutex_methods,
     core._Channel_methods
-  if ypcall == nil and can_pcall_yield then ypcall = pcall end
+  assert(type(ypcall) == "function", "corio.sync.install: ypcall expected")
 
   --- sem:with(fn, ...): acquires one permit, calls fn(...), releases the
   --- permit when fn returns, raises or is cancelled; returns fn's results.
