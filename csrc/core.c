@@ -1,7 +1,8 @@
 /*
- * core.c: luaopen_corio_core and what every other file shares: the
- * per-state context, the class builder, the one error type, the one
- * options parser, and the Lua 5.1 shims declared in compat.h.
+ * core.c: what every other file shares, the ground the dependency graph
+ * grows up from: the per-state context, the class builder, the one error
+ * type, the one options parser, and the Lua 5.1 shims declared in
+ * compat.h. The module's opener is in module.c, at the top.
  */
 #include "corio.h"
 #include <math.h>
@@ -382,7 +383,7 @@ static const luaL_Reg core_funcs[] = {
 static const luaL_Reg error_meta[] = {{"__tostring", lerror_tostring},
                                       {NULL, NULL}};
 
-__attribute__((visibility("default"))) int luaopen_corio_core(lua_State *L) {
+void corio_open_ctx(lua_State *L) {
   corio_ctx *ctx;
   lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
   if (lua_isnil(L, -1)) {
@@ -399,19 +400,10 @@ __attribute__((visibility("default"))) int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "__name");
   corio_setfuncs(L, error_meta, 0);
   lua_pop(L, 1);
+}
 
-  lua_newtable(L);
+void corio_open_core(lua_State *L) {
   corio_setfuncs(L, core_funcs, 0);
   luaL_getmetatable(L, ERROR_MT);
   lua_setfield(L, -2, "Error");
-  corio_open_runtime(L);
-  corio_open_task(L);
-  corio_open_time(L);
-  corio_open_scope(L);
-  corio_open_sync(L);
-  corio_open_channel(L);
-  corio_open_observe(L);
-  lua_pushstring(L, uv_version_string());
-  lua_setfield(L, -2, "_uv_version");
-  return 1;
 }

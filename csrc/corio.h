@@ -381,6 +381,12 @@ void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm);
 
 /* -------------------------------------------------- per-file openers */
 
+/* Called by module.c, in this order. corio_open_ctx creates the per-state
+   context and the error metatable; the rest add to the module table on
+   top of the stack. */
+void corio_open_ctx(lua_State *L);
+void corio_open_core(lua_State *L);
+
 void corio_open_runtime(lua_State *L);   /* each adds to the module table */
 void corio_open_task(lua_State *L);      /* on top of the stack */
 void corio_open_time(lua_State *L);

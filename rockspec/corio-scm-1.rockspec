@@ -38,6 +38,7 @@ build = {
     ["corio.core"] = {
       sources = {
         "csrc/core.c",
+        "csrc/module.c",
         "csrc/runtime.c",
         "csrc/task.c",
         "csrc/time.c",
