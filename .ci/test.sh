@@ -2,7 +2,8 @@
 # `make test`: everything CI checks, in this order:
 #   1. build corio for Lua 5.4, 5.3, 5.1 and LuaJIT (.rocks/<v>) and the
 #      ASan+UBSan module (build/asan/);
-#   2. busted on each of the four, slow specs included (--run=ci);
+#   2. busted on each of the four, slow specs included (--run=ci), and
+#      on LuaJIT with the module built for PUC 5.1 (.ci/with luajit51);
 #   3. busted on Lua 5.4 with the sanitized module (.ci/with asan);
 #   4. luacheck lua spec bench examples;
 #   5. every examples/*.lua on Lua 5.4, each under a timeout.
@@ -114,6 +115,8 @@ done
 # 2, 3. specs
 if have_specs; then
   for v in "${built[@]}"; do run_busted "$v"; done
+  # LuaJIT also loads the module built against PUC 5.1's headers
+  [[ " ${built[*]} " == *" 5.1 "* ]] && run_busted luajit51
   ((asan_ok)) && run_busted asan
 else
   section "busted"

@@ -143,11 +143,18 @@ static inline void corio_getuv(lua_State *L, int idx, int n) {
 }
 
 /* Whether the running coroutine L may yield here (not across a C call
-   boundary such as pcall on 5.1, a C iterator or a sort comparator). */
+   boundary such as pcall on 5.1, a C iterator or a sort comparator).
+   `vm` is the running VM's own lua_isyieldable, or NULL: a module built
+   against PUC 5.1's headers is also loaded by LuaJIT (Debian installs 5.1
+   modules where LuaJIT looks), so which VM runs it is found out when the
+   module is opened (corio_probe_vm), not trusted from the headers. */
+typedef int (*corio_yieldable_fn)(lua_State *L);
 #if LUA_VERSION_NUM >= 503 || defined(LUAJIT_VERSION_NUM)
-#define corio_isyieldable(L) lua_isyieldable(L)
+#define corio_isyieldable(vm, L) ((void)(vm), lua_isyieldable(L))
+#define corio_probe_vm() ((corio_yieldable_fn)0)
 #else
-int corio_isyieldable(lua_State *L);
+int corio_isyieldable(corio_yieldable_fn vm, lua_State *L);
+corio_yieldable_fn corio_probe_vm(void);
 #endif
 
 #endif

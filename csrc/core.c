@@ -8,6 +8,9 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#if LUA_VERSION_NUM < 503 && !defined(LUAJIT_VERSION_NUM)
+#include <dlfcn.h>
+#endif
 
 
 const char corio_raise_mark = 0;
@@ -155,8 +158,10 @@ int corio_is_error(lua_State *L, int idx, const char *kind) {
   ok = lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   if (!ok || !kind) return ok;
-  lua_getfield(L, idx, "kind");
-  ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind) == 0;
+  idx = lua_absindex(L, idx);
+  lua_pushliteral(L, "kind");
+  lua_rawget(L, idx); /* raw: a user's __index must not run (or raise) */
+  ok = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), kind) == 0;
   lua_pop(L, 1);
   return ok;
 }
@@ -306,9 +311,21 @@ double corio_check_seconds(lua_State *L, int arg) {
 /* --------------------------------------------------------- 5.1 shims */
 
 #if LUA_VERSION_NUM < 503 && !defined(LUAJIT_VERSION_NUM)
+/* The running VM's lua_isyieldable if it has one: LuaJIT 2.1 exports it,
+   PUC 5.1 does not. The process's global symbols are the interpreter's
+   (a module's Lua API calls resolve to them too). */
+corio_yieldable_fn corio_probe_vm(void) {
+  void *f = dlsym(RTLD_DEFAULT, "lua_isyieldable");
+  corio_yieldable_fn fn;
+  memcpy(&fn, &f, sizeof fn); /* ISO C has no cast from void * */
+  return fn;
+}
+
 /* PUC Lua 5.1 has no lua_isyieldable. Its lua_State layout is frozen
    (5.1.5), so mirror the head of it to read the C-call counters that
-   lua_yield itself checks: yielding fails when nCcalls > baseCcalls. */
+   lua_yield itself checks: yielding fails when nCcalls > baseCcalls.
+   Under LuaJIT (which loads this 5.1 build too) that layout is wrong:
+   use the VM's own function. */
 struct corio_lua51_state {
   void *next;
   unsigned char tt, marked, status;
@@ -319,8 +336,9 @@ struct corio_lua51_state {
   unsigned short nCcalls, baseCcalls;
 };
 
-int corio_isyieldable(lua_State *L) {
+int corio_isyieldable(corio_yieldable_fn vm, lua_State *L) {
   const struct corio_lua51_state *s = (const struct corio_lua51_state *)L;
+  if (vm) return vm(L);
   return s->nCcalls <= s->baseCcalls;
 }
 #endif
@@ -391,6 +409,7 @@ void corio_open_ctx(lua_State *L) {
     ctx = (corio_ctx *)lua_newuserdata(L, sizeof *ctx);
     memset(ctx, 0, sizeof *ctx);
     ctx->next_id = 1;
+    ctx->vm_isyieldable = corio_probe_vm();
     lua_setfield(L, LUA_REGISTRYINDEX, CTX_KEY);
   } else {
     lua_pop(L, 1);

@@ -173,6 +173,11 @@ struct corio_scope {
   uint8_t kind;           /* CORIO_SCOPE_* */
   uint8_t cancelled;      /* cancel requested (directly or by deadline) */
   uint8_t expired;        /* cancelled because its deadline passed */
+  uint8_t inherited;      /* found inside a cancelled scope (or a task's
+                             t:cancel()) by the cancelling walk: 1, or 2
+                             when that was a deadline. Cancellation only
+                             grows while a scope is pushed, so this lets
+                             a task's walk up the tree stop here */
   uint8_t pushed;         /* on its owner's stack */
   uint8_t failfast;       /* nursery: a child failure cancels the rest */
   uint8_t closing;        /* nursery: its owner is done waiting; no spawn */
@@ -181,6 +186,7 @@ struct corio_scope {
   int nchildren;          /* live child tasks */
   int error_ref;          /* first child failure, LUA_NOREF if none */
   int others_ref;         /* table of later failures, LUA_NOREF if none */
+  int ref;                /* registry anchor while pushed, or LUA_NOREF */
   corio_task *waiter;     /* owner parked until the children finish */
 };
 
@@ -189,6 +195,7 @@ struct corio_scope {
 struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
   lua_Integer next_id;
+  corio_yieldable_fn vm_isyieldable; /* see compat.h */
   /* class name (the literal's address) -> its metatable, so that checking
      a userdata's type is a pointer compare, not a registry string lookup */
   struct { const char *name; const void *mt; } mtc[CORIO_MT_CACHE];
@@ -270,6 +277,9 @@ struct corio_rt {
   int close_after_run;     /* corio.run's private runtime */
   int on_error_ref;        /* user error handler, LUA_NOREF: default */
   int ready_n;
+  int tick_every;          /* task steps between two ticks (fairness) */
+  int tick_left;           /* steps until the next tick */
+  uint64_t tick_ns;        /* real time of the last tick */
   double io_timeout;
   int max_io;
   int workers;
@@ -331,6 +341,11 @@ void corio_wake_raise(corio_task *t);    /* error object on top of t->co */
 /* Deliver the task's pending cancellation if it is parked (or woken but
    not yet run) and its wait allows it; no-op otherwise. */
 void corio_task_poke(corio_task *t);
+/* The same when the caller knows t is cancelled by `by`. */
+void corio_task_poke_by(corio_task *t, corio_scope *by);
+/* corio_task_cancelled_by at a checkpoint: also fires the deadlines on
+   the way that have passed but whose timer has not run yet. */
+corio_scope *corio_task_checkpoint(corio_task *t);
 /* The scope whose cancellation applies to t now, or NULL. A t:cancel() of
    t or of a task it runs inside (through nurseries) is reported as the
    pseudo-scope CORIO_SELF_CANCEL. */
@@ -352,8 +367,9 @@ void corio_timer_disarm(corio_rt *rt, corio_timer *tm);
 static inline int corio_timer_armed(const corio_timer *tm) {
   return tm->index >= 0;
 }
-/* Fire every timer due by now; returns how many fired. */
-int corio_timers_run(corio_rt *rt);
+/* Fire every timer due by `now` (the runtime's clock); returns how many
+   fired. */
+int corio_timers_run(corio_rt *rt, uint64_t now);
 /* Next deadline, or UINT64_MAX with no timer. */
 uint64_t corio_timers_next(corio_rt *rt);
 void corio_timers_free(corio_rt *rt);
@@ -371,8 +387,9 @@ void corio_scope_push(corio_task *t, corio_scope *s);
 void corio_scope_pop(corio_task *t, corio_scope *s);
 /* Cancel s and everything inside it; wakes parked tasks. */
 void corio_scope_cancel(corio_scope *s);
-/* Deliver pending cancellations to every task inside s (no flag set). */
-void corio_scope_poke_tree(corio_scope *s);
+/* Deliver the cancellation by `by` (s itself, or CORIO_SELF_CANCEL) to
+   every task inside s; no flag is set. Iterative, linear in the tree. */
+void corio_scope_poke_tree(corio_scope *s, corio_scope *by);
 /* Detach s from the tree (GC of an abandoned scope). */
 void corio_scope_detach(corio_scope *s);
 /* A child task of nursery s finished (status CORIO_DONE/FAILED/...). */

@@ -58,9 +58,13 @@ static void rt_print_value(lua_State *L) {
     lua_pop(L, 1);
     return;
   }
-  lua_getfield(L, -1, "traceback");
-  lua_getfield(L, -2, "task");
-  lua_getfield(L, -3, "message");
+  /* raw reads: no user metamethod runs here (it may be lua_close) */
+  lua_pushliteral(L, "traceback");
+  lua_rawget(L, -2);
+  lua_pushliteral(L, "task");
+  lua_rawget(L, -3);
+  lua_pushliteral(L, "message");
+  lua_rawget(L, -4);
   tb = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
   name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
   msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?";
@@ -129,12 +133,19 @@ static void rt_report_pending(lua_State *L, corio_rt *rt) {
   lua_pop(L, 1);
 }
 
+/* Reports every failure nobody observed. A handler that collects garbage
+   moves tasks from the unobserved list to the pending one (their
+   finalizers queue them), so both are drained until both are empty. */
 static void rt_report_all(lua_State *L, corio_rt *rt) {
   corio_link *n;
-  rt_report_pending(L, rt);
-  while ((n = corio_list_shift(&rt->unobserved))) {
-    corio_task *t = corio_container(n, corio_task, all);
-    corio_rt_report(L, rt, t);
+  for (;;) {
+    if (rt->pending_ref != LUA_NOREF) {
+      rt_report_pending(L, rt);
+    } else if ((n = corio_list_shift(&rt->unobserved)) != NULL) {
+      corio_rt_report(L, rt, corio_container(n, corio_task, all));
+    } else {
+      break;
+    }
   }
 }
 
@@ -150,7 +161,8 @@ static int rt_hijacked(lua_State *L, corio_task *t) {
   if ((t->flags & CORIO_TF_WOKEN) && t->wait.abort) t->wait.abort(t, 1);
   lua_settop(t->co, 0);
   corio_error_push(t->co, "task", NULL, "the task's coroutine was resumed "
-                   "by coroutine.resume and ended outside the scheduler");
+                   "by coroutine.resume or closed by coroutine.close "
+                   "outside the scheduler");
   t->state = CORIO_RUNNING;
   corio_task_finish(L, t, LUA_ERRRUN, 1);
   return 1;
@@ -179,13 +191,44 @@ static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   }
 }
 
-/* Run the tasks ready now; those readied meanwhile wait for the next
-   batch. A marker node at the tail ends the batch. */
+/* Whether anything but our own clock handles (kept unreferenced) can
+   still call back. */
+static int rt_io_alive(corio_rt *rt) { return uv_loop_alive(&rt->loop); }
+
+/* Fairness (tokio polls its drivers every 61 ticks): every tick_every
+   task steps the scheduler fires the timers that are due and polls the
+   loop without blocking, so tasks that are always ready cannot starve
+   timers, deadlines, I/O or pool completions. A tick is not taken after
+   every step because reading the clock costs a third of a whole
+   corio.yield(): the interval doubles up to TICK_MAX while ticks come
+   quickly, and drops back to every step as soon as one interval took
+   longer than TICK_SLOW_NS (then steps are long, the clock read is free
+   beside them, and a due timer waits at most one step). */
+#define TICK_MAX 61
+#define TICK_SLOW_NS 1000000u
+
+static void rt_tick(corio_rt *rt) {
+  uint64_t real = uv_hrtime();
+  corio_timers_run(rt, rt->virtual_clock ? rt->vnow : real);
+  if (rt_io_alive(rt)) uv_run(&rt->loop, UV_RUN_NOWAIT);
+  if (real - rt->tick_ns >= TICK_SLOW_NS) rt->tick_every = 1;
+  else if (rt->tick_every < TICK_MAX)
+    rt->tick_every = rt->tick_every * 2 < TICK_MAX ? rt->tick_every * 2
+                                                   : TICK_MAX;
+  rt->tick_ns = real;
+  rt->tick_left = rt->tick_every;
+}
+
+/* Run the tasks ready now; those readied meanwhile (by the steps, or by
+   a tick's timers and I/O) wait for the next batch. A marker node at the
+   tail ends the batch. */
 static void rt_run_batch(lua_State *L, corio_rt *rt) {
   corio_link *n;
   corio_list_push(&rt->ready, &rt->batch_end);
-  while ((n = corio_list_shift(&rt->ready)) != &rt->batch_end)
+  while ((n = corio_list_shift(&rt->ready)) != &rt->batch_end) {
     rt_step(L, rt, corio_container(n, corio_task, link));
+    if (--rt->tick_left == 0) rt_tick(rt);
+  }
 }
 
 /* Main has returned (or nothing can run): cancel every live task; tasks
@@ -199,10 +242,6 @@ static void rt_reap(corio_rt *rt) {
     corio_task_poke(t);
   }
 }
-
-/* Whether anything but our own clock handles (kept unreferenced) can
-   still call back. */
-static int rt_io_alive(corio_rt *rt) { return uv_loop_alive(&rt->loop); }
 
 /* Raise-later: record the deadlock error (with the dump) in the registry. */
 static void rt_deadlock(lua_State *L, corio_rt *rt) {
@@ -240,10 +279,9 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
     if (!corio_list_empty(&rt->ready)) {
       rt->gc_tried = 0;
       rt_run_batch(L, rt);
-      if (rt_io_alive(rt)) uv_run(&rt->loop, UV_RUN_NOWAIT);
       continue;
     }
-    if (corio_timers_run(rt)) continue;
+    if (corio_timers_run(rt, corio_now_ns(rt))) continue;
     if (rt->main->state >= CORIO_DONE || rt->deadlock_ref != LUA_NOREF) {
       if (!rt->n_live) return;
       if (!rt->reaping) {
@@ -426,6 +464,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
   rt->virtual_clock = clock[0] == 'v';
+  rt->tick_every = rt->tick_left = 1;
   rt->io_timeout = io_timeout;
   rt->workers = aux_positive(L, corio_opt_number(L, opt, "workers", 4,
                                                  "runtime"), "workers");
@@ -477,6 +516,14 @@ static int lrt_close(lua_State *L) {
 static int lrt_gc(lua_State *L) {
   corio_rt *rt = (corio_rt *)corio_checkudata(L, 1, RT_MT);
   corio_link *n;
+  /* A running runtime is anchored by run's stack, so only lua_close
+     finalizes it, and that calls finalizers on the main thread. Anything
+     else is user code calling __gc by hand: refuse. */
+  if (rt->running) {
+    int main = lua_pushthread(L);
+    lua_pop(L, 1);
+    if (!main) return luaL_error(L, "__gc: the runtime is running");
+  }
   while ((n = corio_list_shift(&rt->live))) { /* only at lua_close */
     corio_task *t = corio_container(n, corio_task, all);
     if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);

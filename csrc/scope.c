@@ -30,7 +30,7 @@ void corio_scope_init(corio_scope *s, corio_rt *rt, int kind) {
   s->failfast = 1;
   s->deadline.index = -1;
   corio_timer_set_kind(&s->deadline, CORIO_TIMER_SCOPE);
-  s->error_ref = s->others_ref = LUA_NOREF;
+  s->error_ref = s->others_ref = s->ref = LUA_NOREF;
   corio_list_init(&s->sibling);
   corio_list_init(&s->children);
   corio_list_init(&s->tasks);
@@ -52,19 +52,43 @@ void corio_scope_push(corio_task *t, corio_scope *s) {
   s->pushed = 1;
 }
 
+/* Clears every pointer into s (s may be freed next): its place among
+   its parent's children, the child scopes' parent, the tasks whose
+   innermost scope it is, the nursery children spawned into it (also
+   those inside scopes of their own, found as the owners of its child
+   scopes), the owner parked on it, and its deadline in the heap. A
+   scope is popped with live children only when its owner is torn down
+   (abandoned after a deadlock, its coroutine closed by hand): the
+   children then go on as tasks of no scope. */
 void corio_scope_detach(corio_scope *s) {
   corio_link *n;
   corio_list_remove(&s->sibling);
   if (s->rt && corio_timer_armed(&s->deadline))
     corio_timer_disarm(s->rt, &s->deadline);
-  while ((n = corio_list_shift(&s->children)))
-    corio_container(n, corio_scope, sibling)->parent = NULL;
+  while ((n = corio_list_shift(&s->children))) {
+    corio_scope *c = corio_container(n, corio_scope, sibling);
+    c->parent = NULL;
+    if (c->owner && c->owner->parent == s) c->owner->parent = NULL;
+  }
   while ((n = corio_list_shift(&s->tasks))) {
     corio_task *t = corio_container(n, corio_task, scope_link);
     if (t->scope == s) t->scope = NULL;
     if (t->parent == s) t->parent = NULL;
   }
+  if (s->waiter) {
+    s->waiter->wait.abort = NULL;
+    s->waiter->wait.obj = NULL;
+    s->waiter = NULL;
+  }
+  s->nchildren = 0;
   s->pushed = 0;
+}
+
+/* Drops the registry anchor a pushed scope holds on its own userdata. */
+static void aux_unanchor(lua_State *L, corio_scope *s) {
+  if (s->ref == LUA_NOREF) return;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+  s->ref = LUA_NOREF;
 }
 
 void corio_scope_pop(corio_task *t, corio_scope *s) {
@@ -77,15 +101,40 @@ void corio_scope_pop(corio_task *t, corio_scope *s) {
   t->scope = (s->parent && s->parent->owner == t) ? s->parent : NULL;
   corio_scope_detach(s);
   if ((home = aux_home(t))) corio_list_push(home, &t->scope_link);
+  aux_unanchor(t->co, s); /* last: s may be collected from here on */
 }
 
-void corio_scope_poke_tree(corio_scope *s) {
-  corio_link *n;
-  for (n = s->tasks.next; n != &s->tasks; n = n->next)
-    corio_task_poke(corio_container(n, corio_task, scope_link));
-  for (n = s->children.next; n != &s->children; n = n->next) {
-    corio_scope *c = corio_container(n, corio_scope, sibling);
-    if (c->kind != CORIO_SCOPE_SHIELD) corio_scope_poke_tree(c);
+/* The next scope after c in a pre-order walk of the tree below root that
+   does not enter shields (they stop cancellation from outside), or NULL
+   at the end. Iterative, so a deep tree cannot overflow the C stack. */
+static corio_scope *aux_walk_next(corio_scope *root, corio_scope *c) {
+  corio_link *n = c->children.next, *end = &c->children;
+  for (;;) {
+    for (; n != end; n = n->next) {
+      corio_scope *k = corio_container(n, corio_scope, sibling);
+      if (k->kind != CORIO_SCOPE_SHIELD) return k;
+    }
+    if (c == root || !c->parent) return NULL;
+    n = c->sibling.next; /* c's later siblings, then c's parent's */
+    end = &c->parent->children;
+    c = c->parent;
+  }
+}
+
+/* Delivers the cancellation by `by` to every task inside s. Every task
+   reached is cancelled (by s or by a cancelled scope inside it): the walk
+   does not enter shields, so no per-task walk up the tree is needed, and
+   cancelling the outside of n nested scopes costs O(n), not O(n^2).
+   Poking only readies tasks and never changes the tree (scopes are
+   anchored while pushed, so no finalizer detaches one meanwhile). */
+void corio_scope_poke_tree(corio_scope *s, corio_scope *by) {
+  uint8_t mark = (by != CORIO_SELF_CANCEL && by->expired) ? 2 : 1;
+  corio_scope *c;
+  for (c = s; c; c = aux_walk_next(s, c)) {
+    corio_link *n;
+    if (!c->inherited) c->inherited = mark;
+    for (n = c->tasks.next; n != &c->tasks; n = n->next)
+      corio_task_poke_by(corio_container(n, corio_task, scope_link), by);
   }
 }
 
@@ -94,7 +143,7 @@ void corio_scope_cancel(corio_scope *s) {
   s->cancelled = 1;
   if (s->rt && corio_timer_armed(&s->deadline))
     corio_timer_disarm(s->rt, &s->deadline);
-  corio_scope_poke_tree(s);
+  corio_scope_poke_tree(s, s);
 }
 
 void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm) {
@@ -109,19 +158,11 @@ void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm) {
 
 /* Records the error on top of L as a failure of the nursery: the first
    becomes the error the scope raises, later ones go to err.others. */
+static void aux_record_other(lua_State *L, corio_scope *s);
+
 static void aux_record(lua_State *L, corio_scope *s) {
-  if (s->error_ref == LUA_NOREF) {
-    s->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return;
-  }
-  if (s->others_ref == LUA_NOREF) {
-    lua_newtable(L);
-    s->others_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
-  lua_pop(L, 1);
+  if (s->error_ref == LUA_NOREF) s->error_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else aux_record_other(L, s);
 }
 
 static void aux_wake_waiter(corio_scope *s) {
@@ -135,13 +176,39 @@ static void aux_wake_waiter(corio_scope *s) {
   corio_wake(w, 0);
 }
 
+/* Appends the error on top of L to s's list of failures that were not
+   raised (others_ref). */
+static void aux_record_other(lua_State *L, corio_scope *s) {
+  if (s->others_ref == LUA_NOREF) {
+    lua_newtable(L);
+    s->others_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
+}
+
+/* A failfast nursery (scope, try_join, select) records a child's failure
+   to raise it and cancels the rest; failfast 2 (try_join) counts a
+   child's own cancellation (t:cancel() of it) as a failure too, since
+   the child then has no result to return. A nursery that is not failfast
+   (join) hands outcomes back as values, but still keeps the failures: if
+   its owner is cancelled, they go with the cancellation it raises. */
 void corio_scope_child_done(lua_State *L, corio_scope *s, corio_task *t) {
+  int failed = t->state == CORIO_FAILED ||
+               (s->failfast == 2 && t->state == CORIO_CANCELLED &&
+                (t->flags & CORIO_TF_CANCEL));
   s->nchildren--;
-  if (t->state == CORIO_FAILED && s->failfast) {
+  if (failed) {
     lua_pushvalue(t->co, -1);
     lua_xmove(t->co, L, 1);
-    aux_record(L, s);
-    corio_scope_cancel(s);
+    if (s->failfast) {
+      aux_record(L, s);
+      corio_scope_cancel(s);
+    } else {
+      aux_record_other(L, s);
+    }
   }
   aux_wake_waiter(s);
 }
@@ -181,8 +248,16 @@ static int lscope_enter(lua_State *L) {
   corio_scope *s = (corio_scope *)lua_newuserdata(L, sizeof *s);
   corio_scope_init(s, t->rt, kind);
   luaL_setmetatable(L, SCOPE_MT);
-  s->failfast = (uint8_t)(lua_isnoneornil(L, 3) || lua_toboolean(L, 3));
+  if (lua_type(L, 3) == LUA_TNUMBER)
+    s->failfast = (uint8_t)(lua_tointeger(L, 3) == 2 ? 2 : 1);
+  else
+    s->failfast = (uint8_t)(lua_isnoneornil(L, 3) || lua_toboolean(L, 3));
   s->secs = secs;
+  /* anchored while pushed: tasks and the heap point at it, and its
+     owner's stack (which normally holds it) can be lost to a
+     coroutine.close() or a teardown */
+  lua_pushvalue(L, -1);
+  s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   corio_scope_push(t, s);
   if (secs >= 0)
     corio_timer_arm(t->rt, &s->deadline, corio_deadline(t->rt, secs));
@@ -207,6 +282,10 @@ static int lscope_exit(lua_State *L) {
       lua_pushnumber(L, s->secs);
       corio_error_push(L, "timeout", NULL, "timed out after %ss",
                        lua_tostring(L, -1));
+      lua_pushliteral(L, "others"); /* failures that rode along */
+      lua_pushliteral(L, "others");
+      lua_rawget(L, 3);
+      lua_rawset(L, -3);
       return lua_error(L);
     }
     if (s->kind != CORIO_SCOPE_SHIELD) return 0;
@@ -252,7 +331,9 @@ static int lnursery_exit(lua_State *L) {
       luaL_unref(L, LUA_REGISTRYINDEX, s->others_ref);
       s->others_ref = LUA_NOREF;
       if (lua_istable(L, -2)) {
-        lua_setfield(L, -2, "others");
+        lua_pushliteral(L, "others");
+        lua_insert(L, -2);
+        lua_rawset(L, -3); /* raw: no user __newindex runs */
       } else { /* nowhere to attach them: report them, never lose them */
         int i, n = (int)lua_rawlen(L, -1);
         for (i = 1; i <= n && s->rt; i++) {
@@ -264,9 +345,20 @@ static int lnursery_exit(lua_State *L) {
     }
     return lua_error(L);
   }
-  if (owner && (by = corio_task_cancelled_by(owner)) != NULL) {
+  if (owner && (by = corio_task_checkpoint(owner)) != NULL) {
     corio_push_cancel(L, by);
+    if (s->others_ref != LUA_NOREF) { /* join's failures: never lost */
+      lua_pushliteral(L, "others");
+      lua_rawgeti(L, LUA_REGISTRYINDEX, s->others_ref);
+      lua_rawset(L, -3);
+      luaL_unref(L, LUA_REGISTRYINDEX, s->others_ref);
+      s->others_ref = LUA_NOREF;
+    }
     return lua_error(L);
+  }
+  if (s->others_ref != LUA_NOREF) { /* join returns them as outcomes */
+    luaL_unref(L, LUA_REGISTRYINDEX, s->others_ref);
+    s->others_ref = LUA_NOREF;
   }
   return ok ? aux_results(L, 3) : 0;
 }
@@ -292,9 +384,12 @@ static int lscope_cancelled(lua_State *L) {
   return 1;
 }
 
+/* A pushed scope is anchored, so only lua_close (or a direct call) gets
+   here with one. */
 static int lscope_gc(lua_State *L) {
-  corio_scope *s = (corio_scope *)lua_touserdata(L, 1);
+  corio_scope *s = check_scope(L, 1);
   if (s->pushed) corio_scope_detach(s);
+  aux_unanchor(L, s);
   if (s->error_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->error_ref);
   if (s->others_ref != LUA_NOREF)
     luaL_unref(L, LUA_REGISTRYINDEX, s->others_ref);

@@ -428,7 +428,7 @@ static void permit_release_gc(lua_State *L, sync_permit *p) {
 }
 
 static int lpermit_gc(lua_State *L) {
-  permit_release_gc(L, (sync_permit *)lua_touserdata(L, 1));
+  permit_release_gc(L, (sync_permit *)corio_checkudata(L, 1, PERMIT_MT));
   return 0;
 }
 
@@ -456,7 +456,7 @@ static int lguard_unlock(lua_State *L) {
 }
 
 static int lguard_gc(lua_State *L) {
-  permit_release_gc(L, (sync_permit *)lua_touserdata(L, 1));
+  permit_release_gc(L, (sync_permit *)corio_checkudata(L, 1, GUARD_MT));
   return 0;
 }
 

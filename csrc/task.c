@@ -62,22 +62,57 @@ corio_scope *corio_task_cancelled_by(const corio_task *t) {
       if (!s) return NULL;
       owner = s->owner;
     }
-    if (s->cancelled) return s;
+    if (s->cancelled || s->inherited) return s;
     if (s->kind == CORIO_SCOPE_SHIELD) return NULL;
     s = s->parent;
   }
 }
 
 void corio_push_cancel(lua_State *L, corio_scope *by) {
-  if (by != CORIO_SELF_CANCEL && by->expired)
+  if (by != CORIO_SELF_CANCEL && (by->expired || by->inherited == 2))
     corio_error_push(L, "cancelled", NULL, "cancelled: deadline exceeded");
   else
     corio_error_push(L, "cancelled", NULL, "task cancelled");
 }
 
+/* The scope cancelling t at a checkpoint: like corio_task_cancelled_by,
+   but a deadline that has passed counts even when its timer has not run
+   yet (CPU work kept the scheduler from it), so every wait is a
+   checkpoint. The clock is read only when some scope on the way has a
+   deadline. */
+corio_scope *corio_task_checkpoint(corio_task *t) {
+  const corio_task *owner = t;
+  corio_scope *s = t->scope ? t->scope : t->parent;
+  uint64_t now = 0;
+  int have_now = 0;
+  for (;;) {
+    if (!s || s->owner != owner) {
+      if (owner->flags & CORIO_TF_CANCEL) return CORIO_SELF_CANCEL;
+      if (!s) return NULL;
+      owner = s->owner;
+    }
+    if (!s->cancelled && corio_timer_armed(&s->deadline)) {
+      if (!have_now) {
+        now = corio_now_ns(t->rt);
+        have_now = 1;
+      }
+      if (s->deadline.due <= now) {
+        corio_timer_disarm(t->rt, &s->deadline);
+        corio_scope_on_deadline(t->rt, &s->deadline);
+      }
+    }
+    if (s->cancelled || s->inherited) return s;
+    if (s->kind == CORIO_SCOPE_SHIELD) return NULL;
+    s = s->parent;
+  }
+}
+
 void corio_task_poke(corio_task *t) {
   corio_scope *by = corio_task_cancelled_by(t);
-  if (!by) return;
+  if (by) corio_task_poke_by(t, by);
+}
+
+void corio_task_poke_by(corio_task *t, corio_scope *by) {
   if (t->state == CORIO_WAITING) {
     if (t->wait.abort && !t->wait.abort(t, 0)) return;
   } else if (t->state == CORIO_READY && (t->flags & CORIO_TF_WOKEN)) {
@@ -102,7 +137,7 @@ corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
   if (t->co != L)
     luaL_error(L, "%s: cannot wait inside a nested coroutine (only the "
                "task's own coroutine can wait)", fname);
-  if (!corio_isyieldable(L))
+  if (!corio_isyieldable(rt->ctx->vm_isyieldable, L))
     luaL_error(L, "%s: cannot wait across a C call boundary (pcall on Lua "
                "5.1, a metamethod, iterator or callback run by C)", fname);
   return t;
@@ -110,7 +145,7 @@ corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
 
 corio_task *corio_await_begin(lua_State *L, const char *fname) {
   corio_task *t = corio_await_begin_nocancel(L, fname);
-  corio_scope *by = corio_task_cancelled_by(t);
+  corio_scope *by = corio_task_checkpoint(t);
   if (by) {
     corio_push_cancel(L, by);
     lua_error(L);
@@ -249,13 +284,19 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
 
 /* Turn the raw error on top of t->co into the task's error object, left
    alone on t->co. Takes the traceback first, then runs the task's pending
-   to-be-closed variables (Lua 5.4), whose own error would replace it. */
+   to-be-closed variables (Lua 5.4), whose own error would replace it.
+   A task that ends by its own cancellation gets no traceback: nobody
+   reports a cancelled task, and building one (5.4 searches every loaded
+   module to name functions) would dominate the cost of unwinding a large
+   cancelled tree. */
 static void aux_task_error(lua_State *L, corio_task *t) {
   lua_State *co = t->co;
   corio_task *running = t->rt->current;
-  /* lua_tostring would turn a number error into a string in place */
-  luaL_traceback(L, co, lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1)
-                                                        : NULL, 0);
+  if (corio_is_error(co, -1, "cancelled") && corio_task_cancelled_by(t))
+    lua_pushnil(L);
+  else /* lua_tostring would turn a number error into a string in place */
+    luaL_traceback(L, co, lua_type(co, -1) == LUA_TSTRING
+                              ? lua_tostring(co, -1) : NULL, 0);
   lua_pushvalue(co, -1);
   lua_xmove(co, L, 1); /* L: traceback, raw error */
   /* Closing runs pending __close handlers with the error still on top of
@@ -268,11 +309,15 @@ static void aux_task_error(lua_State *L, corio_task *t) {
   }
   t->rt->current = running;
   lua_settop(co, 0);
+  /* raw accesses: user code may have given corio.Error an __index or a
+     __newindex that raises, and the scheduler must not fail here */
   if (corio_is_error(L, -1, NULL)) {
-    lua_getfield(L, -1, "traceback");
+    lua_pushliteral(L, "traceback");
+    lua_rawget(L, -2);
     if (lua_isnil(L, -1)) {
-      lua_pushvalue(L, -3);
-      lua_setfield(L, -3, "traceback");
+      lua_pushliteral(L, "traceback");
+      lua_pushvalue(L, -4);
+      lua_rawset(L, -4);
     }
     lua_pop(L, 1);
   } else {
@@ -283,16 +328,21 @@ static void aux_task_error(lua_State *L, corio_task *t) {
     } else
       corio_error_push(L, "task", NULL, "(error object is a %s value)",
                        luaL_typename(L, -1));
+    lua_insert(L, -2); /* tb, err, raw */
+    lua_pushliteral(L, "value");
     lua_insert(L, -2);
-    lua_setfield(L, -2, "value");
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "traceback");
+    lua_rawset(L, -3);
+    lua_pushliteral(L, "traceback");
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
   }
   lua_remove(L, -2); /* traceback */
-  lua_getfield(L, -1, "task");
+  lua_pushliteral(L, "task");
+  lua_rawget(L, -2);
   if (lua_isnil(L, -1)) {
+    lua_pushliteral(L, "task");
     corio_task_name(L, t);
-    lua_setfield(L, -3, "task");
+    lua_rawset(L, -4);
   }
   lua_pop(L, 1);
   lua_xmove(L, co, 1);
@@ -346,8 +396,13 @@ static void aux_wake_joiners(corio_task *t) {
     }
     cnt = aux_outcome(j->co, t, j->wait.arg, &raise);
     aux_observed(t);
-    if (raise) corio_wake_raise(j);
-    else corio_wake(j, cnt);
+    if (raise) { /* like corio_wake_raise, but the error is handed over:
+                    keep join_abort, so a cancellation cannot drop it */
+      lua_pushlightuserdata(j->co, (void *)&corio_raise_mark);
+      lua_insert(j->co, -2);
+      cnt = 2;
+    }
+    corio_wake(j, cnt);
   }
 }
 
@@ -392,8 +447,12 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
 
 /* ----------------------------------------------------------- methods */
 
+/* A parked joiner just leaves the list. Once woken it holds the outcome,
+   which already counts as observed: the wake stands (the cancellation
+   waits for the next await), so a failure is never dropped unseen. */
 static int join_abort(corio_task *t, int woken) {
-  if (woken <= 0) corio_list_remove(&t->link);
+  if (woken > 0) return 0;
+  corio_list_remove(&t->link);
   return 1;
 }
 
@@ -425,7 +484,8 @@ static int ltask_cancel(lua_State *L) {
   corio_task_poke(t);
   /* wake what runs inside the task's own scopes (nursery children) */
   while (s && s->parent && s->parent->owner == t) s = s->parent;
-  if (s) corio_scope_poke_tree(s);
+  if (s && s->kind != CORIO_SCOPE_SHIELD) /* a shield keeps it all out */
+    corio_scope_poke_tree(s, CORIO_SELF_CANCEL);
   return 0;
 }
 
@@ -468,8 +528,10 @@ static int ltask_tostring(lua_State *L) {
    TASK_GC_MT); live tasks are anchored, and at lua_close the runtime's own
    finalizer detaches them. */
 static int ltask_gc(lua_State *L) {
-  corio_task *t = (corio_task *)lua_touserdata(L, 1);
-  if (t->rt && corio_linked(&t->all)) { /* still unobserved */
+  corio_task *t = corio_check_task(L, 1);
+  if (t->state < CORIO_DONE) return 0; /* a direct call on a live task */
+  if (t->rt && t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)
+      && corio_linked(&t->all)) { /* still unobserved */
     corio_rt_defer_report(L, t->rt, t);
     corio_list_remove(&t->all);
   }

@@ -132,8 +132,7 @@ static void timer_fire(corio_rt *rt, corio_timer *tm) {
   corio_wake(t, 2);
 }
 
-int corio_timers_run(corio_rt *rt) {
-  uint64_t now = corio_now_ns(rt);
+int corio_timers_run(corio_rt *rt, uint64_t now) {
   int n = 0;
   while (rt->heap_n && rt->heap[0]->due <= now) {
     corio_timer *tm = rt->heap[0];

@@ -49,7 +49,7 @@ build = {
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
-      libraries = { "uv", "pthread" },
+      libraries = { "uv", "pthread", "dl" },
     },
     corio = "lua/corio/init.lua",
     ["corio.sync"] = "lua/corio/sync.lua",

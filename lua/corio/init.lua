@@ -139,12 +139,18 @@ function M.try_join(...)
   check_fns("try_join", fns)
   can_wait("try_join")
   local tasks = {}
-  local s = enter("nursery")
+  -- failfast 2: a function whose task is cancelled by itself or by
+  -- another's t:cancel() has no result: that counts as a failure
+  local s = enter("nursery", nil, 2)
   for i = 1, fns.n do tasks[i] = s:spawn(fns[i]) end
   nursery_wait(s, true)
   nursery_exit(s, true)
   local res = {}
-  for i = 1, fns.n do res[i] = select(2, outcome(tasks[i])) end
+  for i = 1, fns.n do
+    local ok, v = outcome(tasks[i])
+    if not ok then error(v, 0) end -- never an error object as a result
+    res[i] = v
+  end
   return unpack(res, 1, fns.n)
 end
 
