@@ -14,6 +14,7 @@
 
 
 const char corio_raise_mark = 0;
+const char corio_retry_mark = 0;
 
 #define CTX_KEY "corio.ctx"
 #define ERROR_MT "corio.Error"
@@ -70,13 +71,29 @@ static const char wrapper_src[] =
     "end\n"
     "return function(...) return chk(%s(...)) end\n";
 
-static void aux_wrap_await(lua_State *L, const char *name) {
-  const char *src = lua_pushfstring(L, wrapper_src, name, name);
+/* The same for functions that may ask to be called again (await 2, see
+   corio_await_retry): it keeps the arguments to call again with. */
+static const char retry_wrapper_src[] =
+    "local %s, mark, retry = ...\n"
+    "local error, select, unpack = error, select, unpack\n"
+    "local call\n"
+    "local function fin(args, n, ...)\n"
+    "  if ... == retry then return call(unpack(args, 1, n)) end\n"
+    "  if ... == mark then error((select(2, ...)), 0) end\n"
+    "  return ...\n"
+    "end\n"
+    "call = function(...) return fin({...}, select('#', ...), %s(...)) end\n"
+    "return call\n";
+
+static void aux_wrap_await(lua_State *L, const char *name, int await) {
+  const char *src = lua_pushfstring(L, await == 2 ? retry_wrapper_src
+                                                  : wrapper_src, name, name);
   if (luaL_loadbuffer(L, src, strlen(src), "=corio")) lua_error(L);
   lua_remove(L, -2);
   lua_insert(L, -2);
   lua_pushlightuserdata(L, (void *)&corio_raise_mark);
-  lua_call(L, 2, 1);
+  lua_pushlightuserdata(L, (void *)&corio_retry_mark);
+  lua_call(L, 3, 1);
 }
 #endif
 
@@ -86,7 +103,7 @@ void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await) {
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, l->func, 1);
 #ifndef CORIO_YIELDK
-    if (await) aux_wrap_await(L, l->name[0] == '_' ? "f" : l->name);
+    if (await) aux_wrap_await(L, l->name[0] == '_' ? "f" : l->name, await);
 #else
     (void)await;
 #endif

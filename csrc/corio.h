@@ -205,11 +205,14 @@ struct corio_ctx {
 
 /* The marker that turns a wake into a raise (see corio_wake_raise). */
 extern const char corio_raise_mark;
+/* The marker that makes a waiting call start over (corio_wake_retry). */
+extern const char corio_retry_mark;
 
 corio_ctx *corio_ctx_get(lua_State *L);
 /* Registers l into the table on top, each with the ctx as upvalue 1. On Lua
    5.1/LuaJIT, awaiting functions are wrapped so that a raise request turns
-   into an error: register every function that may park with await=1. */
+   into an error: register every function that may park with await=1, and
+   every one that may park with corio_await_retry with await=2. */
 void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await);
 /* Creates the metatable `name` (corio.Task, ...): __name, __index = a table
    of methods + await_methods, and the metamethods in meta. Leaves it on the
@@ -276,7 +279,8 @@ struct corio_rt {
   int loop_open;           /* uv_loop_init succeeded and not yet closed */
   int close_after_run;     /* corio.run's private runtime */
   int on_error_ref;        /* user error handler, LUA_NOREF: default */
-  int ready_n;
+  int io_inflight;         /* I/O budget slots taken (io.c) */
+  corio_link io_waiters;   /* tasks waiting for a slot, FIFO */
   int tick_every;          /* task steps between two ticks (fairness) */
   int tick_left;           /* steps until the next tick */
   uint64_t tick_ns;        /* real time of the last tick */
@@ -330,6 +334,14 @@ corio_task *corio_await_begin(lua_State *L, const char *fname);
 corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname);
 int corio_await(lua_State *L, corio_task *t, const char *what,
                 corio_abort_fn abort, void *obj, double timeout);
+/* Like corio_await, for a call that waits for a resource before it can
+   even start (an I/O budget slot): woken by corio_wake_retry, fn is
+   called again with the same arguments; a timeout returns nil, err; a
+   raise raises. fn must be registered with await=2. */
+int corio_await_retry(lua_State *L, corio_task *t, lua_CFunction fn,
+                      const char *what, corio_abort_fn abort, void *obj,
+                      double timeout);
+void corio_wake_retry(corio_task *t);
 /* Park t at the back of the ready queue (corio.yield, sleep(0)). */
 int corio_yield_now(lua_State *L, corio_task *t);
 lua_State *corio_wake_stack(corio_task *t, int n);
@@ -395,6 +407,31 @@ void corio_scope_detach(corio_scope *s);
 /* A child task of nursery s finished (status CORIO_DONE/FAILED/...). */
 void corio_scope_child_done(lua_State *L, corio_scope *s, corio_task *t);
 void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm);
+
+/* ---------------------------------------------------------------- io.c */
+
+/* The deadline of an I/O call from its options table at idx (none/nil:
+   the runtime's io_timeout). allowed: the option names the call takes
+   (NULL: only "timeout"). Raises on bad options or outside a runtime. */
+double corio_io_timeout(lua_State *L, int idx, const char *fname,
+                        const char *const allowed[]);
+/* The error object of a libuv status (kind "closed", "cancelled" or
+   "io"; code = the errno name), as "<what>: <strerror>". */
+void corio_io_error_push(lua_State *L, int status, const char *what);
+/* Pushes nil, that error; returns 2. */
+int corio_io_fail(lua_State *L, int status, const char *what);
+/* The I/O budget (max_io). Take a slot before starting an operation in
+   libuv; if corio_io_take returns 0, return corio_io_wait_slot(L, t, fn,
+   timeout) from fn (registered with await=2): fn runs again, with its
+   arguments, once a slot is handed over (taken for it). Give the slot
+   back exactly once when the operation completes or is abandoned. */
+int corio_io_take(corio_rt *rt);
+void corio_io_give(corio_rt *rt);
+int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
+                       double timeout);
+int corio_io_waiting(corio_rt *rt);
+/* libuv handles open on the loop, but the runtime's own (data == rt). */
+int corio_io_handles(corio_rt *rt);
 
 /* -------------------------------------------------- per-file openers */
 

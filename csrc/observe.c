@@ -75,6 +75,9 @@ static int lcorio_stats(lua_State *L) {
   aux_setint(L, "cancelled", rt->n_cancelled);
   aux_setint(L, "ready", ready);
   aux_setint(L, "timers", rt->heap_n);
+  aux_setint(L, "io_inflight", rt->io_inflight);
+  aux_setint(L, "io_waiting", corio_io_waiting(rt));
+  aux_setint(L, "handles", corio_io_handles(rt));
   return 1;
 }
 

@@ -460,6 +460,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->unobserved);
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
+  corio_list_init(&rt->io_waiters);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
@@ -484,6 +485,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   if ((r = uv_loop_init(&rt->loop)) != 0)
     luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
   rt->loop_open = 1;
+  rt->loop.data = rt; /* handles with data == rt are the runtime's own */
   corio_clock_init(rt);
   return rt;
 }

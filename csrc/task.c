@@ -171,6 +171,59 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
 }
 #endif
 
+#ifdef CORIO_YIELDK
+/* Continuation of corio_await_retry: the retry mark on top means "start
+   over" (the resource the call waited for was granted): the original
+   arguments are below it, and the function is in the context. */
+static int retry_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_CFunction fn;
+  corio_rt *rt = corio_ctx_get(L)->rt;
+  (void)status;
+  if (!rt || !rt->current || rt->current->co != L)
+    return luaL_error(L, "corio: a waiting task was resumed by "
+                      "coroutine.resume, not by the scheduler");
+  if (lua_touserdata(L, -1) == (void *)&corio_retry_mark) {
+    lua_pop(L, 1);
+    memcpy(&fn, &ctx, sizeof fn);
+    return fn(L);
+  }
+  if (lua_gettop(L) >= 2 &&
+      lua_touserdata(L, -2) == (void *)&corio_raise_mark)
+    return lua_error(L);
+  return 2; /* the wait timed out: nil, err */
+}
+#endif
+
+int corio_await_retry(lua_State *L, corio_task *t, lua_CFunction fn,
+                      const char *what, corio_abort_fn abort, void *obj,
+                      double timeout) {
+  t->wait.what = what;
+  t->wait.abort = abort;
+  t->wait.obj = obj;
+  t->state = CORIO_WAITING;
+  if (timeout >= 0) {
+    corio_timer_set_kind(&t->timer, CORIO_TIMER_WAIT);
+    corio_timer_arm(t->rt, &t->timer, corio_deadline(t->rt, timeout));
+  }
+#ifdef CORIO_YIELDK
+  {
+    lua_KContext ctx;
+    typedef char fn_fits[sizeof fn == sizeof ctx ? 1 : -1];
+    (void)sizeof(fn_fits);
+    memcpy(&ctx, &fn, sizeof ctx);
+    return lua_yieldk(L, 0, ctx, retry_k);
+  }
+#else
+  (void)fn; /* the Lua wrapper calls again (corio_setfuncs, await 2) */
+  return lua_yield(L, 0);
+#endif
+}
+
+void corio_wake_retry(corio_task *t) {
+  lua_pushlightuserdata(corio_wake_stack(t, 1), (void *)&corio_retry_mark);
+  corio_wake(t, 1);
+}
+
 static int aux_park(lua_State *L) {
 #ifdef CORIO_YIELDK
   return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), await_k);

@@ -46,6 +46,7 @@ build = {
         "csrc/sync.c",
         "csrc/channel.c",
         "csrc/observe.c",
+        "csrc/io.c",
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },

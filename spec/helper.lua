@@ -2,8 +2,9 @@
 --
 -- H.run(fn, opts) runs fn in a fresh runtime (virtual clock unless
 -- opts.clock says otherwise), under a CPU watchdog so a spec can fail but
--- never hang, and asserts afterwards that no task is left alive and no
--- timer armed. It returns fn's results (or raises fn's error).
+-- never hang, and asserts afterwards that no task is left alive, no
+-- timer armed, no libuv handle of an I/O object open and no I/O budget
+-- slot taken. It returns fn's results (or raises fn's error).
 local corio = require "corio"
 
 local H = {}
@@ -72,6 +73,8 @@ function H.run(fn, opts, ...)
   local st = rt:stats()
   assert(st.alive == 0, "tasks left alive after run: " .. st.alive)
   assert(st.timers == 0, "timers left armed after run: " .. st.timers)
+  assert(st.handles == 0, "libuv handles left open after run: " .. st.handles)
+  assert(st.io_inflight == 0, "I/O budget slots left taken: " .. st.io_inflight)
   if not r[1] then
     local e = r[2]
     -- a failed assertion inside a task arrives wrapped as a task error:

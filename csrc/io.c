@@ -1,0 +1,129 @@
+/*
+ * io.c: what every I/O file (stream.c, tcp.c, fs.c, process.c, ...)
+ * shares: the deadline of an I/O call, errors from libuv codes, and the
+ * runtime's I/O budget (max_io).
+ *
+ * Deadlines: every I/O call takes {timeout = s}; without it the runtime's
+ * io_timeout applies, so no I/O call waits forever by accident. An
+ * enclosing corio.timeout still bounds it (it cancels the wait).
+ *
+ * The budget: at most rt->max_io I/O operations are in flight at once
+ * (started in libuv and not yet completed). A call that would start one
+ * past the limit waits, FIFO, in "io budget" (backpressure, never a
+ * failure), and starts over when a slot is handed to it
+ * (corio_await_retry). Invariants:
+ *   - io_inflight counts slots taken and not yet given back; a slot is
+ *     given back exactly once, when its operation completes or is
+ *     abandoned (cancelled, timed out, its handle closed);
+ *   - a slot freed while tasks wait goes straight to the first of them
+ *     (it stays counted), so a newcomer cannot overtake the queue;
+ *   - a waiter woken with a slot and cancelled before it runs passes the
+ *     slot on (its abort hook), so no slot is ever lost.
+ */
+#include "corio.h"
+#include <string.h>
+
+
+/* ------------------------------------------------------------- options */
+
+double corio_io_timeout(lua_State *L, int idx, const char *fname,
+                        const char *const allowed[]) {
+  static const char *const only_timeout[] = {"timeout", NULL};
+  corio_rt *rt = corio_rt_get(L, fname);
+  double v;
+  if (idx == 0 || lua_isnoneornil(L, idx)) return rt->io_timeout;
+  corio_opt_present(L, idx, fname, allowed ? allowed : only_timeout);
+  v = corio_opt_number(L, idx, "timeout", rt->io_timeout, fname);
+  if (v != v || v < 0)
+    luaL_error(L, "bad option 'timeout' to '%s' (non-negative number of "
+               "seconds expected)", fname);
+  return v;
+}
+
+/* -------------------------------------------------------------- errors */
+
+/* The error of a libuv status: kind "closed" for the end of a stream or
+   a peer that went away, "cancelled" for a request libuv cancelled,
+   "io" otherwise; code is libuv's errno name ("ECONNREFUSED"). */
+void corio_io_error_push(lua_State *L, int status, const char *what) {
+  const char *kind = "io";
+  if (status == UV_EOF || status == UV_EPIPE || status == UV_ECONNRESET)
+    kind = "closed";
+  else if (status == UV_ECANCELED)
+    kind = "cancelled";
+  corio_error_push(L, kind, status == UV_EOF ? NULL : uv_err_name(status),
+                   "%s: %s", what, status == UV_EOF ? "end of stream"
+                                                    : uv_strerror(status));
+}
+
+int corio_io_fail(lua_State *L, int status, const char *what) {
+  lua_pushnil(L);
+  corio_io_error_push(L, status, what);
+  return 2;
+}
+
+/* -------------------------------------------------------------- budget */
+
+/* Hands a free slot to the first waiter that can still run. Returns 1
+   if one took it (the slot stays counted). */
+static int budget_pass(corio_rt *rt) {
+  corio_link *n;
+  while ((n = corio_list_shift(&rt->io_waiters)) != NULL) {
+    corio_task *t = corio_container(n, corio_task, link);
+    if (!t->rt) continue; /* its runtime is gone: never runs again */
+    corio_wake_retry(t);
+    return 1;
+  }
+  return 0;
+}
+
+void corio_io_give(corio_rt *rt) {
+  if (!budget_pass(rt)) rt->io_inflight--;
+}
+
+int corio_io_take(corio_rt *rt) {
+  if (rt->io_inflight >= rt->max_io || !corio_list_empty(&rt->io_waiters))
+    return 0;
+  rt->io_inflight++;
+  return 1;
+}
+
+/* A parked waiter leaves the queue. One woken with a slot (the retry mark
+   on its stack) and cancelled before it ran passes the slot on. */
+static int budget_abort(corio_task *t, int woken) {
+  if (woken <= 0) {
+    corio_list_remove(&t->link);
+    return 1;
+  }
+  corio_io_give(t->rt);
+  return 1;
+}
+
+int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
+                       double timeout) {
+  corio_list_push(&t->rt->io_waiters, &t->link);
+  return corio_await_retry(L, t, fn, "io budget", budget_abort, t->rt,
+                           timeout);
+}
+
+int corio_io_waiting(corio_rt *rt) {
+  const corio_link *n;
+  int k = 0;
+  for (n = rt->io_waiters.next; n != &rt->io_waiters; n = n->next) k++;
+  return k;
+}
+
+/* ------------------------------------------------------------- handles */
+
+/* Handles of the runtime itself (its clock) have data == rt and are not
+   counted: what is left belongs to I/O objects. */
+static void aux_count_handle(uv_handle_t *h, void *arg) {
+  if (h->data == h->loop->data) return;
+  if (!uv_is_closing(h)) (*(int *)arg)++;
+}
+
+int corio_io_handles(corio_rt *rt) {
+  int n = 0;
+  if (rt->loop_open) uv_walk(&rt->loop, aux_count_handle, &n);
+  return n;
+}
