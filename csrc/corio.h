@@ -138,6 +138,7 @@ enum {
 #define CORIO_TF_CANCEL    0x01  /* t:cancel() was called */
 #define CORIO_TF_WOKEN     0x02  /* ready because a wait ended; abortable */
 #define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
+#define CORIO_TF_GRANTED   0x08  /* woken with a budget slot reserved */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
@@ -152,6 +153,7 @@ struct corio_task {
   corio_wait wait;
   corio_timer timer;      /* sleep, and the timeout of the current wait */
   lua_Integer id;
+  uint64_t born;          /* runtime clock at spawn (ns), for `age` */
   int ref;                /* registry ref anchoring the task while live */
   int nargs;              /* values on co handed over at the next resume */
   uint8_t state;          /* CORIO_READY ... */
@@ -247,6 +249,14 @@ double corio_opt_timeout(lua_State *L, int idx, const char *fname);
 /* checks a duration argument (number >= 0, not NaN) */
 double corio_check_seconds(lua_State *L, int arg);
 
+/* A budget of slots with a FIFO of tasks waiting for one (io.c). */
+typedef struct corio_budget {
+  int used, max;
+  int reserved;            /* slots held for woken waiters (io.c) */
+  corio_link waiters;
+  const char *what;        /* the waiting_on word: "io budget" ... */
+} corio_budget;
+
 /* ----------------------------------------------------------- runtime.c */
 
 struct corio_rt {
@@ -279,8 +289,14 @@ struct corio_rt {
   int loop_open;           /* uv_loop_init succeeded and not yet closed */
   int close_after_run;     /* corio.run's private runtime */
   int on_error_ref;        /* user error handler, LUA_NOREF: default */
-  int io_inflight;         /* I/O budget slots taken (io.c) */
-  corio_link io_waiters;   /* tasks waiting for a slot, FIFO */
+  int on_log_ref;          /* corio.log's sink, LUA_NOREF: stderr */
+  int trace_ref;           /* corio.trace hook, or LUA_NOREF */
+  int context_ref;         /* weak table task -> context, or LUA_NOREF */
+  int max_tasks;           /* 0: no limit */
+  int debug;               /* record where each task was spawned */
+  int in_trace;            /* the trace hook is running */
+  corio_budget io;         /* max_io: I/O operations in flight (io.c) */
+  corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
   int tick_every;          /* task steps between two ticks (fairness) */
   int tick_left;           /* steps until the next tick */
   uint64_t tick_ns;        /* real time of the last tick */
@@ -315,9 +331,14 @@ corio_task *corio_check_task(lua_State *L, int idx);
 corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
                              const char *name, corio_scope *parent);
 /* Parses ([opts,] fn, ...) from index `first` (opts: {name =}) and spawns
-   into parent (NULL: owned by the runtime); pushes the task, returns 1. */
+   into parent (NULL: owned by the runtime); pushes the task, returns 1.
+   Past max_tasks a task waits for a slot and `self` (the calling Lua C
+   function, registered with await=2) runs again. */
 int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
-                     corio_scope *parent);
+                     corio_scope *parent, lua_CFunction self);
+/* Calls the corio.trace hook with (event, info about t) (observe.c). */
+void corio_trace(lua_State *L, corio_rt *rt, const char *event,
+                 corio_task *t);
 /* Pushes t's outcome (t has finished) onto dst: mode 1 (wait) gives
    true, results... | false, err; mode 0 (join) gives results... | err
    with *raise set. Returns the count. Marks the outcome observed. */
@@ -430,6 +451,18 @@ void corio_io_give(corio_rt *rt);
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
                        double timeout);
 int corio_io_waiting(corio_rt *rt);
+/* The same over any budget: take a slot (1) or not (0); give one back
+   (to the first waiter if any, woken to retry); park the current call
+   until one is handed over (fn is called again, await=2). */
+void corio_budget_init(corio_budget *b, int max, const char *what);
+int corio_budget_take(corio_budget *b);
+void corio_budget_give(corio_budget *b);
+int corio_budget_wait(lua_State *L, corio_task *t, corio_budget *b,
+                      lua_CFunction fn, double timeout);
+int corio_budget_waiting(const corio_budget *b);
+/* The scheduler, resuming a task woken with a reserved slot: ends the
+   reservation so that its retried call can take the slot. */
+void corio_budget_unreserve(corio_task *t);
 /* libuv handles open on the loop, but the runtime's own (data == rt). */
 int corio_io_handles(corio_rt *rt);
 

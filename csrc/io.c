@@ -1,24 +1,27 @@
 /*
  * io.c: what every I/O file (stream.c, tcp.c, fs.c, process.c, ...)
  * shares: the deadline of an I/O call, errors from libuv codes, and the
- * runtime's I/O budget (max_io).
+ * runtime's budgets (max_io, and max_tasks for task.c).
  *
  * Deadlines: every I/O call takes {timeout = s}; without it the runtime's
  * io_timeout applies, so no I/O call waits forever by accident. An
  * enclosing corio.timeout still bounds it (it cancels the wait).
  *
- * The budget: at most rt->max_io I/O operations are in flight at once
- * (started in libuv and not yet completed). A call that would start one
- * past the limit waits, FIFO, in "io budget" (backpressure, never a
- * failure), and starts over when a slot is handed to it
- * (corio_await_retry). Invariants:
- *   - io_inflight counts slots taken and not yet given back; a slot is
- *     given back exactly once, when its operation completes or is
- *     abandoned (cancelled, timed out, its handle closed);
- *   - a slot freed while tasks wait goes straight to the first of them
- *     (it stays counted), so a newcomer cannot overtake the queue;
- *   - a waiter woken with a slot and cancelled before it runs passes the
- *     slot on (its abort hook), so no slot is ever lost.
+ * Budgets (corio_budget): at most rt->max_io I/O operations are in
+ * flight at once (started in libuv and not yet completed), and at most
+ * max_tasks tasks are alive. A call that would go past a limit waits,
+ * FIFO ("io budget", "task budget": backpressure, never a failure), and
+ * starts over when a slot is handed to it (corio_await_retry).
+ * Invariants:
+ *   - used counts slots taken and not yet given back; a slot is given
+ *     back exactly once, when its operation completes or is abandoned
+ *     (cancelled, timed out, its handle closed), or its task ends;
+ *   - a slot freed while tasks wait is reserved for the first of them
+ *     (used + reserved <= max), so a newcomer cannot overtake the queue;
+ *     the reservation ends when the scheduler resumes that task, which
+ *     then takes the slot in its retried call;
+ *   - a waiter woken with a reservation and cancelled before it runs
+ *     passes it on (its abort hook), so no slot is ever lost.
  */
 #include "corio.h"
 #include <string.h>
@@ -64,54 +67,86 @@ int corio_io_fail(lua_State *L, int status, const char *what) {
 
 /* -------------------------------------------------------------- budget */
 
-/* Hands a free slot to the first waiter that can still run. Returns 1
-   if one took it (the slot stays counted). */
-static int budget_pass(corio_rt *rt) {
+/* Reserves a free slot for the first waiter that can still run and wakes
+   it to retry. The reservation holds the slot against newcomers until
+   the scheduler resumes that task (corio_budget_unreserve), when its
+   call starts over and takes the slot like anyone else; if it then does
+   not need one (data arrived meanwhile), nothing is lost. */
+static void budget_pass(corio_budget *b) {
   corio_link *n;
-  while ((n = corio_list_shift(&rt->io_waiters)) != NULL) {
+  if (b->used + b->reserved >= b->max) return;
+  while ((n = corio_list_shift(&b->waiters)) != NULL) {
     corio_task *t = corio_container(n, corio_task, link);
     if (!t->rt) continue; /* its runtime is gone: never runs again */
+    b->reserved++;
+    t->flags |= CORIO_TF_GRANTED;
     corio_wake_retry(t);
-    return 1;
+    return;
   }
-  return 0;
 }
 
-void corio_io_give(corio_rt *rt) {
-  if (!budget_pass(rt)) rt->io_inflight--;
+void corio_budget_unreserve(corio_task *t) {
+  corio_budget *b = (corio_budget *)t->wait.obj;
+  t->flags &= ~CORIO_TF_GRANTED;
+  b->reserved--;
 }
 
-int corio_io_take(corio_rt *rt) {
-  if (rt->io_inflight >= rt->max_io || !corio_list_empty(&rt->io_waiters))
+void corio_budget_init(corio_budget *b, int max, const char *what) {
+  b->used = b->reserved = 0;
+  b->max = max;
+  b->what = what;
+  corio_list_init(&b->waiters);
+}
+
+int corio_budget_take(corio_budget *b) {
+  if (b->used + b->reserved >= b->max || !corio_list_empty(&b->waiters))
     return 0;
-  rt->io_inflight++;
+  b->used++;
   return 1;
 }
 
-/* A parked waiter leaves the queue. One woken with a slot (the retry mark
-   on its stack) and cancelled before it ran passes the slot on. */
+void corio_budget_give(corio_budget *b) {
+  b->used--;
+  budget_pass(b);
+}
+
+/* A parked waiter leaves the queue. One woken with a reservation and
+   cancelled before it ran passes it on, so no slot is ever lost. */
 static int budget_abort(corio_task *t, int woken) {
+  corio_budget *b = (corio_budget *)t->wait.obj;
   if (woken <= 0) {
     corio_list_remove(&t->link);
     return 1;
   }
-  corio_io_give(t->rt);
+  if (t->flags & CORIO_TF_GRANTED) {
+    corio_budget_unreserve(t);
+    budget_pass(b);
+  }
   return 1;
 }
 
-int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
-                       double timeout) {
-  corio_list_push(&t->rt->io_waiters, &t->link);
-  return corio_await_retry(L, t, fn, "io budget", budget_abort, t->rt,
-                           timeout);
+int corio_budget_wait(lua_State *L, corio_task *t, corio_budget *b,
+                      lua_CFunction fn, double timeout) {
+  corio_list_push(&b->waiters, &t->link);
+  return corio_await_retry(L, t, fn, b->what, budget_abort, b, timeout);
 }
 
-int corio_io_waiting(corio_rt *rt) {
+int corio_budget_waiting(const corio_budget *b) {
   const corio_link *n;
   int k = 0;
-  for (n = rt->io_waiters.next; n != &rt->io_waiters; n = n->next) k++;
+  for (n = b->waiters.next; n != &b->waiters; n = n->next) k++;
   return k;
 }
+
+int corio_io_take(corio_rt *rt) { return corio_budget_take(&rt->io); }
+void corio_io_give(corio_rt *rt) { corio_budget_give(&rt->io); }
+
+int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
+                       double timeout) {
+  return corio_budget_wait(L, t, &t->rt->io, fn, timeout);
+}
+
+int corio_io_waiting(corio_rt *rt) { return corio_budget_waiting(&rt->io); }
 
 /* ------------------------------------------------------------- handles */
 

@@ -170,6 +170,7 @@ static int rt_hijacked(lua_State *L, corio_task *t) {
 
 static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   int nres = 0, st;
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unreserve(t);
   if (rt_hijacked(L, t)) return;
   t->flags |= CORIO_TF_STARTED;
   t->state = CORIO_RUNNING;
@@ -260,6 +261,7 @@ static void rt_abandon(lua_State *L, corio_rt *rt) {
   while ((n = rt->live.next) != &rt->live) {
     corio_task *t = corio_container(n, corio_task, all);
     if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
+    if (t->flags & CORIO_TF_GRANTED) corio_budget_unreserve(t);
     corio_list_remove(&t->link);
     lua_settop(t->co, 0);
     /* it ends cancelled, whatever shield it was parked in */
@@ -308,6 +310,8 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
     }
     if (!rt->virtual_clock) {
       corio_clock_block(rt, next);
+      rt->tick_ns = uv_hrtime(); /* idle time is no slow step; and it
+                                    dates the tasks spawned next */
     } else if (rt_io_alive(rt)) {
       uv_run(&rt->loop, next == UINT64_MAX ? UV_RUN_ONCE : UV_RUN_NOWAIT);
       if (corio_list_empty(&rt->ready) && next != UINT64_MAX) rt->vnow = next;
@@ -399,6 +403,8 @@ static int lrt_run(lua_State *L) {
   rt->running = 1;
   rt->reaping = 0;
   rt->deadlock_ref = LUA_NOREF;
+  rt->tick_ns = uv_hrtime();
+  if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
   rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
   rt->main->flags |= CORIO_TF_OBSERVED; /* run raises its error */
   st = rt_run_protected(L, rt, rt_protected_loop);
@@ -433,10 +439,26 @@ static int aux_positive(lua_State *L, double v, const char *key) {
   return (int)v;
 }
 
+/* A function option: its registry ref, or LUA_NOREF when absent. */
+static int aux_opt_function(lua_State *L, int opt, const char *key) {
+  if (!opt || !lua_istable(L, opt)) return LUA_NOREF;
+  lua_getfield(L, opt, key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  if (!lua_isfunction(L, -1))
+    luaL_error(L, "bad option '%s' to 'runtime' (function expected, got "
+               "%s)", key, luaL_typename(L, -1));
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* Pushes a new runtime configured by the options table at opt (0: none). */
 static corio_rt *rt_new(lua_State *L, int opt) {
   static const char *const allowed[] = {"workers", "queue", "io_timeout",
-                                        "max_io", "clock", "on_error", NULL};
+                                        "max_io", "max_tasks", "clock",
+                                        "on_error", "on_log", "debug",
+                                        NULL};
   const char *clock;
   double io_timeout;
   corio_rt *rt;
@@ -452,7 +474,8 @@ static corio_rt *rt_new(lua_State *L, int opt) {
                "of seconds expected)");
   rt = (corio_rt *)lua_newuserdata(L, sizeof *rt);
   memset(rt, 0, sizeof *rt);
-  rt->on_error_ref = LUA_NOREF;
+  rt->on_error_ref = rt->on_log_ref = rt->trace_ref = LUA_NOREF;
+  rt->context_ref = LUA_NOREF;
   rt->deadlock_ref = LUA_NOREF;
   rt->pending_ref = LUA_NOREF;
   corio_list_init(&rt->ready);
@@ -460,7 +483,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->unobserved);
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
-  corio_list_init(&rt->io_waiters);
+
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
@@ -473,15 +496,21 @@ static corio_rt *rt_new(lua_State *L, int opt) {
                                                "runtime"), "queue");
   rt->max_io = aux_positive(L, corio_opt_number(L, opt, "max_io", 256,
                                                 "runtime"), "max_io");
+  corio_budget_init(&rt->io, rt->max_io, "io budget");
   if (opt && lua_istable(L, opt)) {
-    lua_getfield(L, opt, "on_error");
-    if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
-      luaL_error(L, "bad option 'on_error' to 'runtime' (function "
-                 "expected, got %s)", luaL_typename(L, -1));
-    if (lua_isfunction(L, -1)) rt->on_error_ref = luaL_ref(L,
-                                                   LUA_REGISTRYINDEX);
-    else lua_pop(L, 1);
+    lua_getfield(L, opt, "max_tasks");
+    if (!lua_isnil(L, -1))
+      rt->max_tasks = aux_positive(L, corio_opt_number(L, opt, "max_tasks",
+                                                       0, "runtime"),
+                                   "max_tasks");
+    lua_pop(L, 1);
+    lua_getfield(L, opt, "debug");
+    rt->debug = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
+  corio_budget_init(&rt->tasks, rt->max_tasks, "task budget");
+  rt->on_error_ref = aux_opt_function(L, opt, "on_error");
+  rt->on_log_ref = aux_opt_function(L, opt, "on_log");
   if ((r = uv_loop_init(&rt->loop)) != 0)
     luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
   rt->loop_open = 1;
@@ -512,6 +541,34 @@ static int lrt_close(lua_State *L) {
   if (rt->running) return luaL_error(L, "close: the runtime is running");
   rt_close_loop(rt);
   return 0;
+}
+
+static void aux_unref(lua_State *L, int *ref) {
+  if (*ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  *ref = LUA_NOREF;
+}
+
+/* rt:config() -> the runtime's budgets, as set or defaulted */
+static int lrt_config(lua_State *L) {
+  corio_rt *rt = check_rt(L, 1);
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, rt->workers);
+  lua_setfield(L, -2, "workers");
+  lua_pushinteger(L, rt->queue);
+  lua_setfield(L, -2, "queue");
+  lua_pushnumber(L, rt->io_timeout);
+  lua_setfield(L, -2, "io_timeout");
+  lua_pushinteger(L, rt->max_io);
+  lua_setfield(L, -2, "max_io");
+  if (rt->max_tasks) {
+    lua_pushinteger(L, rt->max_tasks);
+    lua_setfield(L, -2, "max_tasks");
+  }
+  lua_pushstring(L, rt->virtual_clock ? "virtual" : "real");
+  lua_setfield(L, -2, "clock");
+  lua_pushboolean(L, rt->debug);
+  lua_setfield(L, -2, "debug");
+  return 1;
 }
 
 /* Detach every task still pointing at rt, close the loop. No Lua code. */
@@ -558,10 +615,10 @@ static int lrt_gc(lua_State *L) {
   }
   corio_timers_free(rt);
   rt_close_loop(rt);
-  if (rt->on_error_ref != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
-    rt->on_error_ref = LUA_NOREF;
-  }
+  aux_unref(L, &rt->on_error_ref);
+  aux_unref(L, &rt->on_log_ref);
+  aux_unref(L, &rt->trace_ref);
+  aux_unref(L, &rt->context_ref);
   if (rt->pending_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->pending_ref);
     rt->pending_ref = LUA_NOREF;
@@ -578,7 +635,8 @@ static int lrt_tostring(lua_State *L) {
 }
 
 static const luaL_Reg rt_methods[] = {
-    {"run", lrt_run}, {"close", lrt_close}, {NULL, NULL}};
+    {"run", lrt_run}, {"close", lrt_close}, {"config", lrt_config},
+    {NULL, NULL}};
 static const luaL_Reg rt_meta[] = {
     {"__gc", lrt_gc}, {"__tostring", lrt_tostring}, {NULL, NULL}};
 static const luaL_Reg funcs[] = {

@@ -371,7 +371,7 @@ static int lscope_spawn(lua_State *L) {
     return luaL_error(L, "spawn: the scope is closed");
   if (s->rt != rt)
     return luaL_error(L, "spawn: the scope belongs to another runtime");
-  return corio_spawn_args(L, 2, rt, s);
+  return corio_spawn_args(L, 2, rt, s, lscope_spawn);
 }
 
 static int lscope_cancel(lua_State *L) {
@@ -407,8 +407,7 @@ static int lscope_tostring(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg scope_methods[] = {{"spawn", lscope_spawn},
-                                         {"cancel", lscope_cancel},
+static const luaL_Reg scope_methods[] = {{"cancel", lscope_cancel},
                                          {"cancelled", lscope_cancelled},
                                          {NULL, NULL}};
 static const luaL_Reg scope_meta[] = {
@@ -420,9 +419,15 @@ static const luaL_Reg funcs[] = {{"_scope_enter", lscope_enter},
 static const luaL_Reg await_funcs[] = {{"_nursery_wait", lnursery_wait},
                                        {NULL, NULL}};
 
+/* s:spawn may wait for the task budget (await 2: it runs again) */
+static const luaL_Reg scope_retry[] = {{"spawn", lscope_spawn},
+                                       {NULL, NULL}};
+
 void corio_open_scope(lua_State *L) {
   corio_class(L, SCOPE_MT, scope_methods, NULL, scope_meta);
-  lua_pop(L, 1);
+  lua_getfield(L, -1, "__index");
+  corio_setfuncs(L, scope_retry, 2);
+  lua_pop(L, 2);
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
 }
