@@ -55,5 +55,8 @@ build = {
     corio = "lua/corio/init.lua",
     ["corio.sync"] = "lua/corio/sync.lua",
     ["corio.meta"] = "lua/corio/meta.lua",
+    ["corio.retry"] = "lua/corio/retry.lua",
+    ["corio.map"] = "lua/corio/map.lua",
+    ["corio.test"] = "lua/corio/test.lua",
   },
 }

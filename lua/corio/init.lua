@@ -183,4 +183,90 @@ function M.select(...)
   return winner, unpack(results, 1, results.n)
 end
 
+--- A protected call that may wait, on every Lua version: pcall on 5.2+
+-- and LuaJIT; on PUC 5.1, fn runs as a child task (inside every scope of
+-- the caller) and its error comes back unchanged.
+---@param fn function
+---@return boolean ok
+---@return any ...
+function M.pcall(fn, ...)
+  check_fn("pcall", 1, fn)
+  return ypcall(fn, ...)
+end
+
+local function xfinish(handler, ok, ...)
+  if ok then return true, ... end
+  return false, handler((...))
+end
+
+--- xpcall that may wait, on every Lua version. On PUC 5.1 the handler
+-- runs after fn's stack has unwound (no traceback of the failure point;
+-- the error of a child task carries its own `traceback` field).
+---@param fn function
+---@param handler fun(err: any): any
+---@return boolean ok
+---@return any ...
+function M.xpcall(fn, handler, ...)
+  check_fn("xpcall", 1, fn)
+  check_fn("xpcall", 2, handler)
+  if not PUC51 then return xpcall(fn, handler, ...) end
+  return xfinish(handler, ypcall(fn, ...))
+end
+
+local LEVELS = { trace = true, debug = true, info = true, warn = true,
+  error = true }
+
+-- a logfmt value: bare when simple, else quoted
+local function logfmt(v)
+  v = tostring(v)
+  if v:find('^[%w%._/:@#%-]+$') then return v end
+  return '"' .. v:gsub('[\\"]', '\\%0'):gsub("\n", "\\n") .. '"'
+end
+
+--- corio.log(level, fmt, ...): one structured line (logfmt) with the time
+-- on the runtime's clock, the level, the task's name, the message and the
+-- task's context fields (sorted), e.g.
+--   t=12.503 level=info task=fetch msg="got 200" req=42
+-- written to stderr, or handed to the runtime's on_log(line, record)
+-- with record = {time, level, task, message, context}.
+---@param level "trace"|"debug"|"info"|"warn"|"error"
+---@param fmt string
+function M.log(level, fmt, ...)
+  if not LEVELS[level] then
+    error(("bad argument #1 to 'log' (one of trace, debug, info, warn, " ..
+      "error expected, got %s)"):format(tostring(level)), 2)
+  end
+  if type(fmt) ~= "string" then
+    error("bad argument #2 to 'log' (string expected, got " .. type(fmt)
+      .. ")", 2)
+  end
+  local msg = select("#", ...) > 0 and fmt:format(...) or fmt
+  local task = core.current()
+  local ctx = task and core.context(false)
+  local now = core.now()
+  local parts = { ("t=%.3f level=%s task=%s msg=%s"):format(now, level,
+    logfmt(task and task.name or "-"), logfmt(msg)) }
+  local fields = {}
+  if ctx then
+    for k, v in pairs(ctx) do
+      fields[#fields + 1] = tostring(k) .. "=" .. logfmt(v)
+    end
+    table.sort(fields)
+  end
+  local line = table.concat(parts) ..
+    (#fields > 0 and " " .. table.concat(fields, " ") or "")
+  local sink = core._log_sink()
+  if sink then
+    local copy = {}
+    if ctx then for k, v in pairs(ctx) do copy[k] = v end end
+    sink(line, { time = now, level = level, message = msg,
+      task = task and task.name, context = copy })
+  else
+    io.stderr:write(line, "\n")
+  end
+end
+
+require("corio.retry").install(M, ypcall)
+require("corio.map").install(M, ypcall)
+
 return M

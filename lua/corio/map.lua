@@ -1,0 +1,175 @@
+--- corio.map, corio.each, corio.stream: bounded concurrent map (the
+-- buffer_unordered pattern).
+--
+-- map and each run `concurrency` worker tasks in a scope, each taking the
+-- next input when it is done with one, so there is no task per item and
+-- at most `concurrency` calls are in flight. The first error cancels the
+-- rest and is raised after their cleanup (the scope's rule).
+--
+-- stream pulls inputs lazily from an iterator and hands back results as
+-- they complete, through a channel of `concurrency` slots: a pipeline over
+-- a million inputs holds about 2 x concurrency of them at once.
+local M = {}
+
+local type, error, select = type, error, select
+
+local KNOWN = { concurrency = true, ordered = true }
+
+local function check(fname, fn, opts)
+  if type(fn) ~= "function" then
+    error(("bad argument #2 to '%s' (function expected, got %s)")
+      :format(fname, type(fn)), 4)
+  end
+  if opts == nil then return 10, true end
+  if type(opts) ~= "table" then
+    error(("bad argument #3 to '%s' (options table expected, got %s)")
+      :format(fname, type(opts)), 4)
+  end
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error(("bad option '%s' to '%s' (unknown option)")
+        :format(tostring(k), fname), 4)
+    end
+  end
+  local c = opts.concurrency
+  if c == nil then
+    c = 10
+  elseif type(c) ~= "number" or c < 1 or c ~= math.floor(c) then
+    error(("bad option 'concurrency' to '%s' (positive whole number " ..
+      "expected)"):format(fname), 4)
+  end
+  return c, opts.ordered ~= false
+end
+
+local function check_items(fname, items)
+  if type(items) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)")
+      :format(fname, type(items)), 4)
+  end
+end
+
+---@param corio table the corio module
+---@param ypcall function a pcall that may wait (init.lua's)
+function M.install(corio, ypcall)
+  local spawn_scope = corio.scope
+  local channel = corio.channel
+  local pack = table.pack or function(...)
+    return { n = select("#", ...), ... }
+  end
+
+  -- runs fn over items[1..#items] with at most c in flight; keep(i, r)
+  -- receives each first result
+  local function run(items, fn, c, keep)
+    local n, next_i = #items, 0
+    local function worker()
+      while next_i < n do
+        next_i = next_i + 1
+        local i = next_i
+        keep(i, (fn(items[i], i)))
+      end
+    end
+    spawn_scope(function(s)
+      for _ = 1, c < n and c or n do s:spawn(worker) end
+    end)
+  end
+
+  --- Calls fn(item, i) for every item of the list, at most
+  -- opts.concurrency (10) at once. Returns the first result of each call:
+  -- in input order (results[i] for items[i], with results.n = #items),
+  -- or with ordered = false in completion order. The first error cancels
+  -- the other calls and is raised once they have finished their cleanup.
+  ---@param items any[]
+  ---@param fn fun(item: any, i: integer): any
+  ---@param opts? {concurrency?: integer, ordered?: boolean}
+  ---@return table
+  function corio.map(items, fn, opts)
+    check_items("map", items)
+    local c, ordered = check("map", fn, opts)
+    local results, k = {}, 0
+    if ordered then
+      run(items, fn, c, function(i, r) results[i] = r end)
+      results.n = #items
+    else
+      run(items, fn, c, function(_, r)
+        k = k + 1
+        results[k] = r
+      end)
+      results.n = k
+    end
+    return results
+  end
+
+  --- corio.map for side effects: returns nothing.
+  ---@param items any[]
+  ---@param fn fun(item: any, i: integer)
+  ---@param opts? {concurrency?: integer}
+  function corio.each(items, fn, opts)
+    check_items("each", items)
+    local c = check("each", fn, opts)
+    run(items, fn, c, function() end)
+  end
+
+  --- for r, item in corio.stream(iter, fn, opts) do ... end: calls
+  -- fn(item) for every value iter() returns (until nil), at most
+  -- opts.concurrency (10) at once, pulling inputs only as workers free up,
+  -- and gives back each result with its input as calls complete. fn must
+  -- return a non-nil value (nil would end the loop). The first error
+  -- cancels the other calls and is raised from the loop once they have
+  -- finished. Breaking out early: on Lua 5.4 the loop's closing value
+  -- (the fourth value returned) cancels the workers; elsewhere call it
+  -- (`local step, _, _, stop = corio.stream(...)`, then `stop()`), or
+  -- they are cancelled when the runtime's main task ends. PUC 5.1 cannot
+  -- wait inside a `for` iterator: call step() in a while loop there.
+  ---@param iter fun(): any
+  ---@param fn fun(item: any): any
+  ---@param opts? {concurrency?: integer}
+  ---@return function step, nil, nil, table stop
+  function corio.stream(iter, fn, opts)
+    if type(iter) ~= "function" then
+      error("bad argument #1 to 'stream' (function expected, got "
+        .. type(iter) .. ")", 2)
+    end
+    local c = check("stream", fn, opts)
+    local out = channel(c)
+    local workers, live, done = {}, c, false
+    local function worker()
+      while true do
+        local item = iter()
+        if item == nil then break end
+        local r = pack(ypcall(fn, item))
+        r.item = item
+        out:send(r)
+      end
+      live = live - 1
+      if live == 0 then out:close() end
+    end
+    local function stop()
+      if done then return end
+      done = true
+      for i = 1, #workers do workers[i]:cancel() end
+      for i = 1, #workers do workers[i]:wait() end
+      out:close()
+    end
+    for i = 1, c do workers[i] = corio.spawn({ name = "stream" }, worker) end
+    local function step()
+      if done then return nil end
+      local r = out:recv()
+      if r == nil then -- closed and drained: every input was handled
+        done = true
+        return nil
+      end
+      if not r[1] then
+        stop()
+        error(r[2], 0)
+      end
+      return r[2], r.item
+    end
+    local closing = setmetatable({}, {
+      __close = function() stop() end,
+      __call = function() stop() end,
+    })
+    return step, nil, nil, closing
+  end
+end
+
+return M

@@ -1,0 +1,119 @@
+--- corio.test: run a busted spec's body in a fresh corio runtime.
+--
+--   local ctest = require "corio.test"
+--   it("times out", ctest(function() ... end, {timeout = 5}))
+--
+-- The body runs as the main task of a new runtime on the virtual clock
+-- (opts.clock = "real" opts out), so sleeps and timeouts take no real
+-- time. The spec fails when:
+--   * the body raises (its error is re-raised as is);
+--   * a task is still alive when the body returns (a task the body forgot
+--     to join or cancel), with a dump of the live tasks;
+--   * a task failed and nobody observed it (the runtime's on_error);
+--   * the body runs past opts.timeout seconds of the runtime's clock
+--     (default 60), or past opts.wall seconds of CPU time (default 30:
+--     a task that never waits, or virtual time that cannot advance
+--     because tasks keep yielding), with a dump of the tasks.
+-- Other options go to corio.runtime (max_tasks, max_io, ...).
+local corio = require "corio"
+
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+
+local OWN = { timeout = true, wall = true }
+
+-- debug.sethook is per coroutine, so every task spawned while the body
+-- runs installs the CPU watchdog when it starts: spawn and Scope:spawn
+-- are wrapped for the duration of the run.
+local scope_methods = debug.getregistry()["corio.Scope"].__index
+
+local function watched(hook, fn)
+  return function(...)
+    debug.sethook(hook, "", 10000)
+    return fn(...)
+  end
+end
+
+local function wrap_spawn(hook, spawn, nfixed)
+  return function(...)
+    local args = pack(...)
+    local i = nfixed + 1
+    if type(args[i]) == "table" then i = i + 1 end
+    if type(args[i]) == "function" then args[i] = watched(hook, args[i]) end
+    return spawn(unpack(args, 1, args.n))
+  end
+end
+
+local function fail(msg, dump)
+  error(msg .. (dump and dump ~= "" and ("\n" .. dump) or ""), 0)
+end
+
+--- Wraps body for busted's `it`.
+---@param body fun(...): any
+---@param opts? table {clock =, timeout =, wall =, ...runtime options}
+---@return function
+return function(body, opts)
+  if type(body) ~= "function" then
+    error("bad argument #1 to 'corio.test' (function expected, got "
+      .. type(body) .. ")", 2)
+  end
+  opts = opts or {}
+  return function(...)
+    local rtopts, unobserved = { clock = "virtual" }, {}
+    for k, v in pairs(opts) do
+      if not OWN[k] then rtopts[k] = v end
+    end
+    local user_on_error = rtopts.on_error
+    rtopts.on_error = function(e)
+      unobserved[#unobserved + 1] = tostring(e)
+      if user_on_error then user_on_error(e) end
+    end
+    local rt = corio.runtime(rtopts)
+    local wall, limit = opts.wall or 30, opts.timeout or 60
+    local start, dump = os.clock(), nil
+    local function hook()
+      if os.clock() - start > wall then
+        dump = dump or corio.dump()
+        error(("corio.test: more than %g s of CPU time"):format(wall), 2)
+      end
+    end
+    local orig_spawn, orig_scope_spawn = corio.spawn, scope_methods.spawn
+    corio.spawn = wrap_spawn(hook, orig_spawn, 0)
+    scope_methods.spawn = wrap_spawn(hook, orig_scope_spawn, 1)
+    local leaked
+    local args = pack(...)
+    local r = pack(pcall(rt.run, rt, watched(hook, function()
+      local ok, res = corio.pcall(corio.timeout, limit, function()
+        return pack(body(unpack(args, 1, args.n)))
+      end)
+      if not ok then
+        if corio.is_timeout(res) then dump = dump or corio.dump() end
+        error(res, 0)
+      end
+      if corio.stats().alive > 1 then leaked = corio.dump() end
+      return unpack(res, 1, res.n)
+    end)))
+    corio.spawn, scope_methods.spawn = orig_spawn, orig_scope_spawn
+    debug.sethook()
+    if not r[1] then
+      local e = r[2]
+      if corio.is_timeout(e) then
+        fail(("corio.test: the body ran past its deadline of %g s"):format(
+          limit), dump)
+      end
+      if dump then fail(tostring(e), dump) end
+      -- an assertion failing inside a task arrives wrapped as a task
+      -- error: re-raise the original so busted shows it
+      if corio.is_error(e, "task") and e.value ~= nil then error(e.value, 0) end
+      error(e, 0)
+    end
+    if leaked then
+      fail("corio.test: tasks were still alive when the body returned", leaked)
+    end
+    if #unobserved > 0 then
+      fail("corio.test: a task failed and nobody observed it: "
+        .. table.concat(unobserved, "; "))
+    end
+    return unpack(r, 2, r.n)
+  end
+end
