@@ -42,10 +42,13 @@ local corio = {}
 ---@class corio.RuntimeOptions
 ---@field clock? "real"|"virtual" "real" (default) or "virtual": virtual seconds from 0, jumping to the next deadline
 ---@field on_error? fun(err: corio.Error) called for failed tasks nobody joined (default: one stderr line)
----@field io_timeout? number seconds (> 0, default 30): I/O limit, validated now, used once I/O lands
----@field max_io? integer 1 to 1e6 (default 256): I/O limit, validated now, used once I/O lands
----@field workers? integer 1 to 1e6 (default 4): thread-pool limit, validated now, used once it lands
----@field queue? integer 1 to 1e6 (default 1024): thread-pool limit, validated now, used once it lands
+---@field io_timeout? number seconds (> 0, default 30): the deadline of an I/O call without its own `timeout`
+---@field max_io? integer 1 to 1e6 (default 256): I/O operations in flight at once; past it callers wait (FIFO)
+---@field max_tasks? integer 1 to 1e6 (default: no limit): live tasks; past it `spawn` in a task waits (FIFO)
+---@field workers? integer 1 to 1e6: worker threads of the default pool
+---@field queue? integer 1 to 1e6 (default 1024): jobs queued in the default pool
+---@field debug? boolean record where each task was spawned (`spawned_at`; costs ~8% of a spawn)
+---@field on_log? fun(line: string, record: corio.LogRecord) where `corio.log` writes (default: stderr)
 
 ---Options of `corio.spawn` and `s:spawn`.
 ---@class corio.SpawnOptions
@@ -64,6 +67,27 @@ local corio = {}
 ---@field cancelled integer tasks that ended with their own cancellation
 ---@field ready integer tasks waiting for their turn
 ---@field timers integer armed deadlines (sleeps, wait timeouts, scopes)
+---@field io_inflight integer I/O budget slots taken (operations in flight)
+---@field io_waiting integer tasks waiting for an I/O budget slot
+---@field handles integer libuv handles of I/O objects open on the loop
+
+---The budgets of a runtime, from `rt:config()`.
+---@class corio.Config
+---@field workers integer
+---@field queue integer
+---@field io_timeout number
+---@field max_io integer
+---@field max_tasks? integer absent when there is no limit
+---@field clock "real"|"virtual"
+---@field debug boolean
+
+---What `corio.log` hands to the runtime's `on_log` besides the line.
+---@class corio.LogRecord
+---@field time number `corio.now()` when logged
+---@field level "trace"|"debug"|"info"|"warn"|"error"
+---@field message string the formatted message
+---@field task? string the task's name
+---@field context table a copy of the task's context
 
 ---One live task, from `corio.tasks()` or `rt:tasks()`.
 ---@class corio.TaskInfo
@@ -72,6 +96,9 @@ local corio = {}
 ---@field status corio.TaskStatus the task's status
 ---@field waiting_on? string the primitive it waits on ("sleep", "join", "scope", "semaphore", "channel send", ...)
 ---@field parent? integer the id of the task whose scope it runs in
+---@field age number seconds since it was spawned (runtime clock)
+---@field spawned_at? string "source:line" of the spawn (with `debug = true` or while tracing)
+---@field error? corio.Error in `corio.trace` events "fail" and "cancel": the task's error
 
 ---One function's outcome from `corio.join`: `{true, results...}` or `{false, err}`.
 ---@class corio.Outcome
@@ -108,6 +135,15 @@ function Runtime:tasks() end
 ---@return string
 function Runtime:dump() end
 
+---The runtime's budgets, as set or defaulted.
+---@return corio.Config
+function Runtime:config() end
+
+---Sets this runtime's trace hook (see `corio.trace`); returns the previous one.
+---@param fn? fun(event: "spawn"|"done"|"fail"|"cancel", info: corio.TaskInfo)
+---@return function|nil
+function Runtime:trace(fn) end
+
 ---Makes a runtime; unknown options are an error.
 ---@param opts? corio.RuntimeOptions
 ---@return corio.Runtime
@@ -134,6 +170,86 @@ function corio.tasks() end
 ---A readable list of live tasks, indented under the task whose scope they run in (at most 1000).
 ---@return string
 function corio.dump() end
+
+---Calls `fn(event, info)` on every spawn, done, fail and cancel of the current runtime;
+---`nil` removes it. Returns the previous hook. Errors in it go to `on_error`.
+---@param fn? fun(event: "spawn"|"done"|"fail"|"cancel", info: corio.TaskInfo)
+---@return function|nil
+function corio.trace(fn) end
+
+---The current task's context table: a child starts with a shallow copy of its parent's.
+---`corio.context(false)` returns it only if it exists.
+---@param create? false
+---@return table
+function corio.context(create) end
+
+---Writes one logfmt line (time, level, task, message, context fields) to stderr or `on_log`.
+---@param level "trace"|"debug"|"info"|"warn"|"error"
+---@param fmt string a `string.format` format
+---@param ... any
+function corio.log(level, fmt, ...) end
+
+---A protected call that may wait, on every Lua version (PUC 5.1: fn runs as a child task).
+---@param fn async fun(...):...
+---@return boolean ok
+---@return any ...
+function corio.pcall(fn, ...) end
+
+---`xpcall` that may wait, on every Lua version (PUC 5.1: the handler runs after unwinding).
+---@param fn async fun(...):...
+---@param handler fun(err: any): any
+---@return boolean ok
+---@return any ...
+function corio.xpcall(fn, handler, ...) end
+
+-- ---------------------------------------------------------- patterns --
+
+---Options of `corio.retry`.
+---@class corio.RetryOptions
+---@field retries? integer retries after the first call (default 3: up to 4 calls)
+---@field base? number the first delay, seconds (default 0.1)
+---@field factor? number growth of the delay (default 2)
+---@field max? number the largest delay, seconds (default 10)
+---@field jitter? boolean full jitter: the delay times a random factor in [0, 1) (default true)
+---@field retry_if? fun(err: any): boolean false stops at once (a permanent error)
+---@field on_retry? fun(err: any, attempt: integer, delay: number) called before each sleep
+
+---Calls `fn(attempt)` until it returns; sleeps between attempts respect cancellation and deadlines.
+---Raises the last error with `err.attempts`; a cancellation is never retried.
+---@param fn async fun(attempt: integer):...
+---@param opts? corio.RetryOptions
+---@return any ...
+function corio.retry(fn, opts) end
+
+---Options of `corio.map`, `corio.each` and `corio.stream`.
+---@class corio.MapOptions
+---@field concurrency? integer calls in flight at most (default 10)
+---@field ordered? boolean results in input order (default true) or completion order
+
+---`fn(item, i)` for every item, at most `concurrency` at once; the first error cancels the rest
+---and is raised after their cleanup. Returns the first results (with `n`).
+---@param items any[]
+---@param fn async fun(item: any, i: integer): any
+---@param opts? corio.MapOptions
+---@return table results
+function corio.map(items, fn, opts) end
+
+---`corio.map` for side effects.
+---@param items any[]
+---@param fn async fun(item: any, i: integer)
+---@param opts? corio.MapOptions
+function corio.each(items, fn, opts) end
+
+---`for r, item in corio.stream(iter, fn, opts)`: results as they complete, pulling inputs lazily.
+---The fourth value closes it (cancels the workers) on break in Lua 5.4; call it elsewhere.
+---@param iter fun(): any
+---@param fn async fun(item: any): any
+---@param opts? corio.MapOptions
+---@return async fun(): any, any step
+---@return nil
+---@return nil
+---@return table stop
+function corio.stream(iter, fn, opts) end
 
 -- ------------------------------------------------------------- tasks --
 
