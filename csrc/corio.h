@@ -295,6 +295,9 @@ struct corio_rt {
   int max_tasks;           /* 0: no limit */
   int debug;               /* record where each task was spawned */
   int in_trace;            /* the trace hook is running */
+  int dump_sig;            /* dump_on: the signal that prints the dump */
+  int dump_init;           /* dump_handle is initialized */
+  uv_signal_t dump_handle;
   corio_budget io;         /* max_io: I/O operations in flight (io.c) */
   corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
   int tick_every;          /* task steps between two ticks (fairness) */

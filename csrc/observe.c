@@ -4,6 +4,7 @@
  * on a runtime object, usable after run has returned).
  */
 #include "corio.h"
+#include <stdio.h>
 
 /* The task that opened the nursery t was spawned into, or NULL. */
 static corio_task *aux_parent_task(const corio_task *t) {
@@ -101,6 +102,7 @@ static int lcorio_stats(lua_State *L) {
 void corio_dump_push(lua_State *L, corio_rt *rt) {
   luaL_Buffer b;
   corio_link *n;
+  char age[32];
   int count = 0;
   luaL_buffinit(L, &b);
   for (n = rt->live.next; n != &rt->live; n = n->next) {
@@ -118,8 +120,9 @@ void corio_dump_push(lua_State *L, corio_rt *rt) {
     lua_createtable(L, 0, 2);
     aux_age_site(L, rt, t);
     lua_getfield(L, -1, "age");
+    snprintf(age, sizeof age, "%.3f", (double)lua_tonumber(L, -1));
     lua_getfield(L, -2, "spawned_at");
-    lua_pushfstring(L, " (age %s s%s%s)\n", lua_tostring(L, -2),
+    lua_pushfstring(L, " (age %s s%s%s)\n", age,
                     lua_isstring(L, -1) ? ", spawned at " : "",
                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
     lua_replace(L, -4);

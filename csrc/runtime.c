@@ -9,11 +9,14 @@
  * an error of kind "deadlock" rather than a hang.
  */
 #include "corio.h"
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 
 #define RT_MT "corio.Runtime"
+
+static void rt_dump_watch(corio_rt *rt, int on);
 
 corio_rt *corio_rt_get(lua_State *L, const char *fname) {
   corio_rt *rt = corio_ctx_get(L)->rt;
@@ -404,6 +407,7 @@ static int lrt_run(lua_State *L) {
   rt->reaping = 0;
   rt->deadlock_ref = LUA_NOREF;
   rt->tick_ns = uv_hrtime();
+  rt_dump_watch(rt, 1);
   if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
   rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
   rt->main->flags |= CORIO_TF_OBSERVED; /* run raises its error */
@@ -414,6 +418,7 @@ static int lrt_run(lua_State *L) {
   ctx->rt = NULL;
   rt->current = NULL;
   if (st == LUA_OK) rt_report_all(L, rt);
+  rt_dump_watch(rt, 0);
   rt->running = 0;
   if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
   if (rt->deadlock_ref != LUA_NOREF) {
@@ -439,6 +444,54 @@ static int aux_positive(lua_State *L, double v, const char *key) {
   return (int)v;
 }
 
+/* dump_on = "SIGQUIT": the signal that prints corio.dump() to stderr
+   while the runtime runs (like a Go goroutine dump), 0 when absent. */
+static int aux_signal_option(lua_State *L, int opt) {
+  static const char *const names[] = {"SIGQUIT", "SIGUSR1", "SIGUSR2",
+                                      "SIGHUP", "SIGINT", "SIGTERM", NULL};
+  static const int nums[] = {SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGINT,
+                             SIGTERM};
+  const char *name = corio_opt_string(L, opt, "dump_on", NULL, "runtime");
+  int i;
+  if (!name) return 0;
+  for (i = 0; names[i]; i++)
+    if (strcmp(names[i], name) == 0) return nums[i];
+  return luaL_error(L, "bad option 'dump_on' to 'runtime' (one of SIGQUIT, "
+                    "SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGTERM expected, "
+                    "got '%s')", name);
+}
+
+/* The dump_on signal arrived: print the dump. It runs inside uv_run,
+   called by the scheduler on rt->L, so it may build Lua strings. */
+static void rt_on_dump_signal(uv_signal_t *h, int signum) {
+  corio_rt *rt = (corio_rt *)h->data;
+  lua_State *L = rt->L;
+  (void)signum;
+  if (!lua_checkstack(L, 4)) return;
+  corio_dump_push(L, rt);
+  fprintf(stderr, "corio: task dump (%d alive)\n%s", (int)rt->n_live,
+          lua_tostring(L, -1));
+  fflush(stderr);
+  lua_pop(L, 1);
+}
+
+/* Starts (on) or stops the dump_on watcher; it never keeps the loop alive
+   and, with data == rt, counts as the runtime's own handle. */
+static void rt_dump_watch(corio_rt *rt, int on) {
+  if (!rt->dump_sig) return;
+  if (on) {
+    if (!rt->dump_init) {
+      if (uv_signal_init(&rt->loop, &rt->dump_handle) != 0) return;
+      rt->dump_handle.data = rt;
+      rt->dump_init = 1;
+    }
+    uv_signal_start(&rt->dump_handle, rt_on_dump_signal, rt->dump_sig);
+    uv_unref((uv_handle_t *)&rt->dump_handle);
+  } else if (rt->dump_init) {
+    uv_signal_stop(&rt->dump_handle);
+  }
+}
+
 /* A function option: its registry ref, or LUA_NOREF when absent. */
 static int aux_opt_function(lua_State *L, int opt, const char *key) {
   if (!opt || !lua_istable(L, opt)) return LUA_NOREF;
@@ -458,7 +511,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   static const char *const allowed[] = {"workers", "queue", "io_timeout",
                                         "max_io", "max_tasks", "clock",
                                         "on_error", "on_log", "debug",
-                                        NULL};
+                                        "dump_on", NULL};
   const char *clock;
   double io_timeout;
   corio_rt *rt;
@@ -509,6 +562,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
     lua_pop(L, 1);
   }
   corio_budget_init(&rt->tasks, rt->max_tasks, "task budget");
+  rt->dump_sig = aux_signal_option(L, opt);
   rt->on_error_ref = aux_opt_function(L, opt, "on_error");
   rt->on_log_ref = aux_opt_function(L, opt, "on_log");
   if ((r = uv_loop_init(&rt->loop)) != 0)

@@ -48,6 +48,7 @@ local corio = {}
 ---@field workers? integer 1 to 1e6: worker threads of the default pool
 ---@field queue? integer 1 to 1e6 (default 1024): jobs queued in the default pool
 ---@field debug? boolean record where each task was spawned (`spawned_at`; costs ~8% of a spawn)
+---@field dump_on? "SIGQUIT"|"SIGUSR1"|"SIGUSR2"|"SIGHUP"|"SIGINT"|"SIGTERM" print `corio.dump()` to stderr on that signal
 ---@field on_log? fun(line: string, record: corio.LogRecord) where `corio.log` writes (default: stderr)
 
 ---Options of `corio.spawn` and `s:spawn`.
