@@ -281,6 +281,8 @@ struct corio_rt {
   int on_error_ref;        /* user error handler, LUA_NOREF: default */
   int io_inflight;         /* I/O budget slots taken (io.c) */
   corio_link io_waiters;   /* tasks waiting for a slot, FIFO */
+  corio_link io_objects;   /* corio_io_object nodes (io.c): torn down
+                              when run returns and when collected */
   int tick_every;          /* task steps between two ticks (fairness) */
   int tick_left;           /* steps until the next tick */
   uint64_t tick_ns;        /* real time of the last tick */
@@ -433,6 +435,29 @@ int corio_io_waiting(corio_rt *rt);
 /* libuv handles open on the loop, but the runtime's own (data == rt). */
 int corio_io_handles(corio_rt *rt);
 
+/* An I/O object whose libuv handles can outlive the tasks that use it (a
+   child still being killed and reaped, the shutdown watcher) links this
+   node into rt->io_objects. The runtime calls teardown(L, node) when run
+   returns (every task has finished) and when it is collected, before it
+   closes its loop; the node is unlinked first. teardown closes the
+   object's handles with its own close callbacks (which free its memory
+   and run no Lua code); it must not wait for anything but a bounded
+   system call. */
+typedef struct corio_io_object {
+  corio_link link;
+  void (*teardown)(lua_State *L, struct corio_io_object *o);
+} corio_io_object;
+void corio_io_register(corio_rt *rt, corio_io_object *o);
+void corio_io_teardown(lua_State *L, corio_rt *rt);
+
+/* ------------------------------------------------------------ signal.c */
+
+/* "SIGTERM" -> SIGTERM, or 0 when unknown; and back (NULL when unknown). */
+int corio_signal_number(const char *name);
+const char *corio_signal_name(int num);
+/* The signal named by argument arg; an argument error when unknown. */
+int corio_check_signal(lua_State *L, int arg);
+
 /* -------------------------------------------------- per-file openers */
 
 /* Called by module.c, in this order. corio_open_ctx creates the per-state
@@ -448,6 +473,9 @@ void corio_open_scope(lua_State *L);
 void corio_open_sync(lua_State *L);
 void corio_open_channel(lua_State *L);
 void corio_open_observe(lua_State *L);
+void corio_open_fs(lua_State *L);
+void corio_open_process(lua_State *L);
+void corio_open_signal(lua_State *L);
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

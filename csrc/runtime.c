@@ -408,6 +408,7 @@ static int lrt_run(lua_State *L) {
   ctx->rt = NULL;
   rt->current = NULL;
   if (st == LUA_OK) rt_report_all(L, rt);
+  corio_io_teardown(L, rt); /* no task is left to use them */
   rt->running = 0;
   if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
   if (rt->deadlock_ref != LUA_NOREF) {
@@ -461,6 +462,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
   corio_list_init(&rt->io_waiters);
+  corio_list_init(&rt->io_objects);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
@@ -557,6 +559,7 @@ static int lrt_gc(lua_State *L) {
   while ((n = corio_list_shift(&rt->deferred))) { /* never run: closing */
   }
   corio_timers_free(rt);
+  if (rt->loop_open) corio_io_teardown(L, rt);
   rt_close_loop(rt);
   if (rt->on_error_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->on_error_ref);
