@@ -474,6 +474,7 @@ void corio_open_sync(lua_State *L);
 void corio_open_channel(lua_State *L);
 void corio_open_observe(lua_State *L);
 void corio_open_fs(lua_State *L);
+void corio_open_file(lua_State *L);      /* after fs */
 void corio_open_process(lua_State *L);
 void corio_open_signal(lua_State *L);
 

@@ -48,6 +48,7 @@ build = {
         "csrc/observe.c",
         "csrc/io.c",
         "csrc/fs.c",
+        "csrc/file.c",
         "csrc/process.c",
         "csrc/signal.c",
       },
@@ -57,6 +58,7 @@ build = {
     },
     corio = "lua/corio/init.lua",
     ["corio.sync"] = "lua/corio/sync.lua",
+    ["corio.file"] = "lua/corio/file.lua",
     ["corio.meta"] = "lua/corio/meta.lua",
   },
 }
