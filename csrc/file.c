@@ -335,7 +335,8 @@ static int aux_room(fs_file *f, size_t want) {
 
 /* Pushes n buffered bytes and consumes them. */
 static int aux_take(lua_State *L, fs_file *f, size_t n, size_t skip) {
-  lua_pushlstring(L, f->buf + f->bstart, n);
+  if (n) lua_pushlstring(L, f->buf + f->bstart, n);
+  else lua_pushliteral(L, "");
   f->bstart += n + skip;
   f->blen -= n + skip;
   f->pos += (int64_t)(n + skip);
@@ -364,7 +365,8 @@ static int read_ready(lua_State *L, fs_file *f, const char *fmt,
       return aux_take(L, f, f->blen, 0);
     }
     return 0;
-  } else if ((nl = memchr(f->buf + f->bstart, '\n', f->blen)) != NULL) {
+  } else if (f->blen &&
+             (nl = memchr(f->buf + f->bstart, '\n', f->blen)) != NULL) {
     size_t l = (size_t)(nl - (f->buf + f->bstart));
     if (l <= f->max_line) return aux_take(L, f, l + (*fmt == 'L'), *fmt != 'L');
   } else if (f->eof && f->blen && f->blen <= f->max_line) {
