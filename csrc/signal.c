@@ -2,11 +2,15 @@
  * signal.c: corio.signal(name) waits for a signal; corio.shutdown() gives
  * the watch that turns true on the first SIGINT or SIGTERM.
  *
- * corio.signal: each waiting call owns one uv_signal_t (malloc'd, freed
- * in its close callback), started for the length of the wait. libuv hands
- * one delivery to every handle of that signal, so several waiters are all
- * woken. A signal that arrives while nobody waits is not remembered: wait
- * in a loop, or use the shutdown watch, whose value stays set.
+ * corio.signal: the first wait for a signal in a run installs a watcher
+ * (one uv_signal_t, malloc'd, freed in its close callback) that stays
+ * until run returns, so the signal never falls back to its default action
+ * between two waits (a `while corio.signal("SIGHUP") do reload() end`
+ * loop does not die of a SIGHUP that comes during reload). One delivery
+ * wakes every waiting task; a delivery while nobody waits is kept (as
+ * one, however many came) and returned by the next wait at once. The
+ * handle is referenced only while a task waits, so an idle watcher is no
+ * wake source for the deadlock check.
  *
  * corio.shutdown: one watcher per run, kept in the registry: two signal
  * handles, the watch, and an io_object node, so the runtime closes it
@@ -63,49 +67,94 @@ int corio_check_signal(lua_State *L, int arg) {
 
 /* ------------------------------------------------------- corio.signal */
 
-typedef struct sig_wait {
+/* One watcher per signal and run, found through rt->io_objects (its
+   teardown function tells it apart). */
+typedef struct sig_watch {
   uv_signal_t h;
-  corio_task *t; /* the waiting task; NULL once it gave up */
-} sig_wait;
+  corio_io_object node;
+  corio_link waiters;   /* tasks in corio.signal, FIFO */
+  int signum;
+  int pending;          /* delivered while nobody waited */
+} sig_watch;
 
 static void sig_on_close(uv_handle_t *h) { free(h->data); }
 
-static void sig_on_signal(uv_signal_t *h, int signum) {
-  sig_wait *w = (sig_wait *)h->data;
-  corio_task *t = w->t;
-  w->t = NULL;
-  uv_close((uv_handle_t *)h, sig_on_close);
-  if (!t) return;
-  lua_pushstring(corio_wake_stack(t, 1), corio_signal_name(signum));
-  corio_wake(t, 1);
+static void sig_teardown(lua_State *L, corio_io_object *o) {
+  sig_watch *w = corio_container(o, sig_watch, node);
+  (void)L;
+  uv_close((uv_handle_t *)&w->h, sig_on_close);
 }
 
-/* A signal handed over stands; otherwise the handle goes. */
+static void sig_on_signal(uv_signal_t *h, int signum) {
+  sig_watch *w = (sig_watch *)h->data;
+  corio_link *n;
+  if (corio_list_empty(&w->waiters)) {
+    w->pending = 1;
+    return;
+  }
+  while ((n = corio_list_shift(&w->waiters)) != NULL) {
+    corio_task *t = corio_container(n, corio_task, link);
+    lua_pushstring(corio_wake_stack(t, 1), corio_signal_name(signum));
+    corio_wake(t, 1);
+  }
+  uv_unref((uv_handle_t *)h); /* nobody waits: not a wake source */
+}
+
+/* A delivered signal stands; a parked waiter leaves the list. */
 static int sig_abort(corio_task *t, int woken) {
-  sig_wait *w = (sig_wait *)t->wait.obj;
+  sig_watch *w = (sig_watch *)t->wait.obj;
   if (woken == 1) return 0;
-  w->t = NULL;
-  uv_close((uv_handle_t *)&w->h, sig_on_close);
+  corio_list_remove(&t->link);
+  if (corio_list_empty(&w->waiters)) uv_unref((uv_handle_t *)&w->h);
   return 1;
+}
+
+/* The run's watcher of signum, started on first use. NULL and *err set
+   when libuv refuses. */
+static sig_watch *sig_watcher(corio_rt *rt, int signum, int *err) {
+  corio_link *n;
+  sig_watch *w;
+  for (n = rt->io_objects.next; n != &rt->io_objects; n = n->next) {
+    corio_io_object *o = corio_container(n, corio_io_object, link);
+    if (o->teardown != sig_teardown) continue;
+    w = corio_container(o, sig_watch, node);
+    if (w->signum == signum) return w;
+  }
+  if (!(w = (sig_watch *)calloc(1, sizeof *w))) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  w->h.data = w;
+  w->signum = signum;
+  corio_list_init(&w->waiters);
+  if ((*err = uv_signal_init(&rt->loop, &w->h)) != 0) {
+    free(w);
+    return NULL;
+  }
+  if ((*err = uv_signal_start(&w->h, sig_on_signal, signum)) != 0) {
+    uv_close((uv_handle_t *)&w->h, sig_on_close);
+    return NULL;
+  }
+  uv_unref((uv_handle_t *)&w->h);
+  w->node.teardown = sig_teardown;
+  corio_io_register(rt, &w->node);
+  return w;
 }
 
 /* corio.signal(name, [{timeout = s}]) -> name | nil, err */
 static int lcorio_signal(lua_State *L) {
-  int num = corio_check_signal(L, 1), r;
+  int num = corio_check_signal(L, 1), r = 0;
   double timeout = corio_io_timeout(L, 2, "signal", NULL);
   corio_task *t = corio_await_begin(L, "signal");
-  sig_wait *w = (sig_wait *)malloc(sizeof *w);
-  if (!w) return luaL_error(L, "signal: not enough memory");
-  w->t = t;
-  w->h.data = w;
-  if ((r = uv_signal_init(&t->rt->loop, &w->h)) != 0) {
-    free(w);
-    return corio_io_fail(L, r, "signal");
+  sig_watch *w = sig_watcher(t->rt, num, &r);
+  if (!w) return corio_io_fail(L, r, "signal");
+  if (w->pending) {
+    w->pending = 0;
+    lua_pushstring(L, corio_signal_name(num));
+    return 1;
   }
-  if ((r = uv_signal_start(&w->h, sig_on_signal, num)) != 0) {
-    uv_close((uv_handle_t *)&w->h, sig_on_close);
-    return corio_io_fail(L, r, "signal");
-  }
+  corio_list_push(&w->waiters, &t->link);
+  uv_ref((uv_handle_t *)&w->h); /* a waiter: a signal can wake it */
   return corio_await(L, t, "signal", sig_abort, w, timeout);
 }
 

@@ -65,6 +65,23 @@ describe("corio.signal", function()
     end)
   end)
 
+  it("keeps a signal that comes between two waits for the next one, instead of dying of it", function()
+    run(function()
+      local t = corio.spawn(function() return corio.signal("SIGUSR1") end)
+      H.settle()
+      kill("USR1", corio.getpid())
+      assert.equal("SIGUSR1", t:join())
+      -- nobody waits now: SIGUSR1's default action would end the process
+      kill("USR1", corio.getpid())
+      kill("USR1", corio.getpid())
+      corio.sleep(0.05)
+      assert.equal("SIGUSR1", corio.signal("SIGUSR1", { timeout = 1 })) -- at once
+      local v, err = corio.signal("SIGUSR1", { timeout = 0.05 }) -- both counted as one
+      assert.is_nil(v)
+      assert.equal("timeout", err.kind)
+    end)
+  end)
+
   it("times out with nil and an error of kind timeout, and can be cancelled", function()
     run(function()
       local v, err = corio.signal("SIGUSR1", { timeout = 0.05 })
