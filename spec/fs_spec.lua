@@ -154,7 +154,8 @@ describe("corio.fs", function()
   end)
 
   it("raises on bad arguments and outside a task", function()
-    assert.has_error(function() corio.fs.read("/tmp") end, "read: no corio runtime is running (call it inside corio.run)")
+    assert.has_error(function() corio.fs.read("/tmp") end,
+      "read: no corio runtime is running (call it inside corio.run)")
     H.run(function()
       local ok, err = pcall(function() return corio.fs.read() end)
       assert.is_false(ok)
