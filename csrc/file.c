@@ -343,6 +343,13 @@ static int aux_take(lua_State *L, fs_file *f, size_t n, size_t skip) {
   return 1;
 }
 
+static int aux_limit(lua_State *L, const char *what, size_t limit) {
+  lua_pushnil(L);
+  corio_error_push(L, "limit", NULL, "read: %s (%f bytes)", what,
+                   (double)limit);
+  return -1;
+}
+
 /* What the buffer can answer now: 1 (pushed), 0 (more data needed), or
    -1 (pushed nil, err). At the end of the file with nothing buffered the
    answer is nil, and the end is forgotten (the file may grow). */
@@ -354,12 +361,8 @@ static int read_ready(lua_State *L, fs_file *f, const char *fmt,
       return aux_take(L, f, f->blen < n ? f->blen : n, 0);
     }
   } else if (*fmt == 'a') {
-    if (f->blen > f->max_read) {
-      lua_pushnil(L);
-      corio_error_push(L, "limit", NULL, "read: more than max_read (%f "
-                       "bytes)", (double)f->max_read);
-      return -1;
-    }
+    if (f->blen > f->max_read)
+      return aux_limit(L, "more than max_read", f->max_read);
     if (f->eof) {
       f->eof = 0;
       return aux_take(L, f, f->blen, 0);
@@ -372,12 +375,8 @@ static int read_ready(lua_State *L, fs_file *f, const char *fmt,
   } else if (f->eof && f->blen && f->blen <= f->max_line) {
     return aux_take(L, f, f->blen, 0);
   }
-  if (fmt && *fmt != 'a' && f->blen > f->max_line) {
-    lua_pushnil(L);
-    corio_error_push(L, "limit", NULL, "read: line longer than max_line "
-                     "(%f bytes)", (double)f->max_line);
-    return -1;
-  }
+  if (fmt && *fmt != 'a' && f->blen > f->max_line)
+    return aux_limit(L, "line longer than max_line", f->max_line);
   if (f->eof) {
     f->eof = 0;
     lua_pushnil(L);
