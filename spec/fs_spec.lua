@@ -349,6 +349,38 @@ describe("corio.fs.open", function()
     end)
   end)
 
+  it("checks the argument of its metamethods: junk is an error, never a crash", function()
+    with_dir(function(d)
+      local f = assert(corio.fs.open(d .. "/f", "w"))
+      local mt = getmetatable(f)
+      for _, junk in ipairs({ 1, "x", {}, io.stdout }) do
+        assert.has_error(function() mt.__gc(junk) end)
+        assert.has_error(function() mt.__tostring(junk) end)
+      end
+      mt.__gc(f) -- by hand: closes without waiting
+      mt.__gc(f) -- twice is harmless
+      assert.equal("corio.File (closed)", tostring(f))
+      assert.is_true(f:close())
+    end)
+  end)
+
+  it("reads hundreds of files concurrently under a small max_io", function()
+    with_dir(function(d)
+      for i = 1, 20 do corio.fs.write(d .. "/f" .. i, ("%d,"):format(i):rep(i * 100)) end
+      local peak = 0
+      corio.scope(function(s)
+        for k = 1, 300 do
+          s:spawn(function()
+            local i = k % 20 + 1
+            assert.equal(("%d,"):format(i):rep(i * 100), corio.fs.read(d .. "/f" .. i))
+            peak = math.max(peak, corio.stats().io_inflight)
+          end)
+        end
+      end)
+      assert.is_true(peak <= 8)
+    end, { clock = "real", max_io = 8 })
+  end)
+
   it("closes a file still open when its run returns", function()
     local d = tmpdir()
     local kept

@@ -191,6 +191,22 @@ describe("corio.exec", function()
     end, { clock = "real", max_io = 1 })
   end)
 
+  it("runs dozens of commands concurrently, each with its own output", function()
+    run(function()
+      local out = {}
+      corio.scope(function(s)
+        for i = 1, 40 do
+          s:spawn(function()
+            out[i] = corio.exec({ "sh", "-c", "echo $0; echo err$0 >&2", tostring(i) })
+          end)
+        end
+      end)
+      for i = 1, 40 do
+        assert.same({ code = 0, stdout = i .. "\n", stderr = "err" .. i .. "\n" }, out[i])
+      end
+    end)
+  end)
+
   it("raises on bad arguments", function()
     run(function()
       local function err_of(...)

@@ -96,6 +96,14 @@ describe("corio.signal", function()
     end)
   end)
 
+  it("does not count an idle signal watcher as a wake source: a real deadlock is still reported", function()
+    local err = H.run_error(function()
+      assert.is_nil(corio.signal("SIGUSR1", { timeout = 0.01 }))
+      corio.event():wait() -- nothing can set it
+    end, REAL)
+    assert.equal("deadlock", err.kind)
+  end)
+
   it("raises on an unknown signal name and outside a task", function()
     run(function()
       local ok, err = pcall(function() return corio.signal("SIGNOPE") end)
