@@ -2,10 +2,11 @@
  * process.c: child processes. corio.exec(argv, opts) runs a command
  * without a shell and collects its output; corio.getpid().
  *
- * Two layers. The lower one (proc_*) owns a child: spawn, exit, the
- * SIGTERM-then-SIGKILL escalation and reaping, and the close of every
- * handle. It knows nothing of Lua and is what a streaming corio.process
- * will wrap (its pipes as streams). The upper one (exec_*) reads the
+ * Two layers. The lower one (proc_*) owns a child: its exit (recorded,
+ * then handed to the upper layer through p->exited), the
+ * SIGTERM-then-SIGKILL escalation, reaping at teardown, and the close of
+ * every handle. It knows nothing of Lua and is what a streaming
+ * corio.process will wrap (its pipes as streams). The upper one (exec_*) reads the
  * child's stdout/stderr with plain uv_read_start callbacks into growable
  * buffers, writes `input` to its stdin, and hands the result to the
  * waiting task.
@@ -44,25 +45,31 @@ typedef struct proc_out {
   size_t len, cap;
 } proc_out;
 
-typedef struct proc {
+typedef struct proc proc;
+
+struct proc {
+  /* the child layer */
   uv_process_t process;
   uv_timer_t killer;      /* SIGKILL after the grace period */
   uv_pipe_t in, out, err; /* the child's stdin, stdout, stderr */
   uv_write_t wreq;
   corio_io_object node;   /* in rt->io_objects from spawn to finish */
   corio_rt *rt;
-  corio_task *t;          /* the waiting task; NULL once orphaned */
-  proc_out o[2];          /* stdout, stderr */
-  size_t max_output;
+  void (*exited)(proc *p);/* the upper layer's exit hook */
   double grace;           /* seconds between SIGTERM and SIGKILL */
   int64_t code;
   int sig;
   int open;               /* handles not yet closed back */
   int inited;             /* H_* */
+  uint8_t exit_seen;      /* reaped (by libuv, or by teardown) */
+  /* exec's collection */
+  corio_task *t;          /* the waiting task; NULL once orphaned */
+  proc_out o[2];          /* stdout, stderr */
+  size_t max_output;
   int reading;            /* output pipes not at EOF */
-  uint8_t exited, fail, slot, done;
+  uint8_t fail, slot, done;
   size_t input_len;       /* the input follows the struct */
-} proc;
+};
 
 /* ------------------------------------------------------ child layer */
 
@@ -98,12 +105,12 @@ static int proc_init(proc *p, uv_handle_t *h, int bit, int r) {
 
 static void proc_on_kill_timer(uv_timer_t *tm) {
   proc *p = (proc *)tm->data;
-  if (!p->exited) uv_process_kill(&p->process, SIGKILL);
+  if (!p->exit_seen) uv_process_kill(&p->process, SIGKILL);
 }
 
 /* SIGTERM now, SIGKILL after the grace period. */
 static void proc_terminate(proc *p) {
-  if (p->exited || (p->inited & H_KILLER)) return;
+  if (p->exit_seen || (p->inited & H_KILLER)) return;
   uv_process_kill(&p->process, SIGTERM);
   if (proc_init(p, (uv_handle_t *)&p->killer, H_KILLER,
                 uv_timer_init(p->process.loop, &p->killer)) != 0 ||
@@ -112,14 +119,23 @@ static void proc_terminate(proc *p) {
     uv_process_kill(&p->process, SIGKILL); /* no timer: no grace */
 }
 
+static void proc_on_exit(uv_process_t *h, int64_t code, int sig) {
+  proc *p = (proc *)h->data;
+  p->exit_seen = 1;
+  p->code = code;
+  p->sig = sig;
+  if (p->inited & H_KILLER) uv_timer_stop(&p->killer);
+  p->exited(p);
+}
+
 /* Runtime teardown of an orphan: kill and reap it now, close the rest.
    waitpid is ours: libuv reaps only inside uv_run, and forgets the child
    once its handle is closed. */
 static void proc_teardown(lua_State *L, corio_io_object *o) {
   proc *p = corio_container(o, proc, node);
   (void)L;
-  if (!p->exited) {
-    p->exited = 1;
+  if (!p->exit_seen) {
+    p->exit_seen = 1;
     uv_process_kill(&p->process, SIGKILL);
     while (waitpid(p->process.pid, NULL, 0) < 0 && errno == EINTR) {
     }
@@ -191,7 +207,7 @@ static void exec_deliver(proc *p) {
    timeout or cancellation does not wait for outputs a grandchild holds).
    Idempotent. */
 static void exec_check_done(proc *p) {
-  if (p->done || !p->exited || (p->reading && p->fail == FAIL_NONE))
+  if (p->done || !p->exit_seen || (p->reading && p->fail == FAIL_NONE))
     return;
   p->done = 1;
   corio_list_remove(&p->node.link);
@@ -203,15 +219,6 @@ static void exec_check_done(proc *p) {
 static void exec_fail(proc *p, int why) {
   if (p->fail == FAIL_NONE) p->fail = (uint8_t)why;
   proc_terminate(p);
-  exec_check_done(p);
-}
-
-static void exec_on_exit(uv_process_t *h, int64_t code, int sig) {
-  proc *p = (proc *)h->data;
-  p->exited = 1;
-  p->code = code;
-  p->sig = sig;
-  if (p->inited & H_KILLER) uv_timer_stop(&p->killer);
   exec_check_done(p);
 }
 
@@ -271,7 +278,7 @@ static int exec_abort(corio_task *t, int woken) {
   if (woken == -1) {
     p->t = NULL;
     exec_give(p);
-    if (!p->exited) uv_process_kill(&p->process, SIGKILL);
+    if (!p->exit_seen) uv_process_kill(&p->process, SIGKILL);
     return 1;
   }
   exec_fail(p, corio_task_cancelled_by(t) ? FAIL_CANCEL : FAIL_TIMEOUT);
@@ -367,7 +374,8 @@ static int exec_spawn(proc *p, uv_loop_t *loop, uv_process_options_t *po,
   stdio[2].data.stream = (uv_stream_t *)&p->err;
   po->stdio = stdio;
   po->stdio_count = 3;
-  po->exit_cb = exec_on_exit;
+  po->exit_cb = proc_on_exit;
+  p->exited = exec_check_done;
   /* the process handle needs closing even when the spawn fails */
   r = uv_spawn(loop, &p->process, po);
   proc_init(p, (uv_handle_t *)&p->process, H_PROCESS, 0);
