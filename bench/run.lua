@@ -88,6 +88,17 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate" },
     } },
+  { name = "fs_read_small", module = "fs", issue = 9, impls = { "corio", "luv" },
+    params = { n = 10000, size = 1024 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "whole-file reads/s ({n} × {size} B, sequential)", fmt = "rate",
+        target = { vs = "luv", ge = 1 } },
+    } },
+  { name = "exec_true", module = "exec", issue = 9, impls = { "corio", "luv" },
+    params = { n = 1000 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "runs of `true`/s ({n}, sequential, output captured)", fmt = "rate" },
+    } },
 }
 
 -- issue 3: each combinator against a plain call and a spawn+join of as

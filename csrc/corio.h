@@ -138,7 +138,11 @@ enum {
 #define CORIO_TF_CANCEL    0x01  /* t:cancel() was called */
 #define CORIO_TF_WOKEN     0x02  /* ready because a wait ended; abortable */
 #define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
-#define CORIO_TF_GRANTED   0x08  /* woken with a budget slot reserved */
+#define CORIO_TF_GRANTED   0x08  /* woken with a budget slot (t->wait.obj)
+                                    its retried call has not claimed */
+#define CORIO_TF_INLINE    0x10  /* the body of a protected call on PUC 5.1
+                                    (init.lua's ypcall): it stands for the
+                                    task that opened its nursery */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
@@ -183,6 +187,8 @@ struct corio_scope {
   uint8_t pushed;         /* on its owner's stack */
   uint8_t failfast;       /* nursery: a child failure cancels the rest */
   uint8_t closing;        /* nursery: its owner is done waiting; no spawn */
+  uint8_t inline_call;    /* nursery of a PUC 5.1 protected call: its
+                             child is CORIO_TF_INLINE */
   double secs;            /* the timeout, for the error message */
   /* nursery bookkeeping (CORIO_SCOPE_NURSERY), see scope.c */
   int nchildren;          /* live child tasks */
@@ -252,7 +258,6 @@ double corio_check_seconds(lua_State *L, int arg);
 /* A budget of slots with a FIFO of tasks waiting for one (io.c). */
 typedef struct corio_budget {
   int used, max;
-  int reserved;            /* slots held for woken waiters (io.c) */
   corio_link waiters;
   const char *what;        /* the waiting_on word: "io budget" ... */
 } corio_budget;
@@ -300,6 +305,8 @@ struct corio_rt {
   uv_signal_t dump_handle;
   corio_budget io;         /* max_io: I/O operations in flight (io.c) */
   corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
+  corio_link io_objects;   /* corio_io_object nodes (io.c): torn down
+                              when run returns and when collected */
   int tick_every;          /* task steps between two ticks (fairness) */
   int tick_left;           /* steps until the next tick */
   uint64_t tick_ns;        /* real time of the last tick */
@@ -346,6 +353,9 @@ void corio_trace(lua_State *L, corio_rt *rt, const char *event,
    true, results... | false, err; mode 0 (join) gives results... | err
    with *raise set. Returns the count. Marks the outcome observed. */
 int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise);
+/* The task t stands for: itself, or for the body of a protected call on
+   PUC 5.1 (CORIO_TF_INLINE), the task that made the call. */
+corio_task *corio_task_logical(corio_task *t);
 /* Pushes the task object of a live task (or a finished one that is still
    referenced); used by corio.current() and tasks(). */
 void corio_task_push(lua_State *L, corio_task *t);
@@ -454,20 +464,45 @@ void corio_io_give(corio_rt *rt);
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
                        double timeout);
 int corio_io_waiting(corio_rt *rt);
-/* The same over any budget: take a slot (1) or not (0); give one back
-   (to the first waiter if any, woken to retry); park the current call
-   until one is handed over (fn is called again, await=2). */
+/* The same over any budget: take a slot (1) or not (0) — claimer, the
+   running task, gets the slot handed to it by a wake; give one back (to
+   the first waiter if any, woken to retry); park the current call until
+   one is handed over (fn is called again, await=2). */
 void corio_budget_init(corio_budget *b, int max, const char *what);
-int corio_budget_take(corio_budget *b);
+int corio_budget_take(corio_budget *b, corio_task *claimer);
 void corio_budget_give(corio_budget *b);
 int corio_budget_wait(lua_State *L, corio_task *t, corio_budget *b,
                       lua_CFunction fn, double timeout);
 int corio_budget_waiting(const corio_budget *b);
-/* The scheduler, resuming a task woken with a reserved slot: ends the
-   reservation so that its retried call can take the slot. */
-void corio_budget_unreserve(corio_task *t);
+/* A task woken with a slot (CORIO_TF_GRANTED) that did not claim it:
+   give it back. The scheduler calls it after a step, and every await
+   before it reuses t->wait. */
+void corio_budget_unclaimed(corio_task *t);
 /* libuv handles open on the loop, but the runtime's own (data == rt). */
 int corio_io_handles(corio_rt *rt);
+
+/* An I/O object whose libuv handles can outlive the tasks that use it (a
+   child still being killed and reaped, the shutdown watcher) links this
+   node into rt->io_objects. The runtime calls teardown(L, node) when run
+   returns (every task has finished) and when it is collected, before it
+   closes its loop; the node is unlinked first. teardown closes the
+   object's handles with its own close callbacks (which free its memory
+   and run no Lua code); it must not wait for anything but a bounded
+   system call. */
+typedef struct corio_io_object {
+  corio_link link;
+  void (*teardown)(lua_State *L, struct corio_io_object *o);
+} corio_io_object;
+void corio_io_register(corio_rt *rt, corio_io_object *o);
+void corio_io_teardown(lua_State *L, corio_rt *rt);
+
+/* ------------------------------------------------------------ signal.c */
+
+/* "SIGTERM" -> SIGTERM, or 0 when unknown; and back (NULL when unknown). */
+int corio_signal_number(const char *name);
+const char *corio_signal_name(int num);
+/* The signal named by argument arg; an argument error when unknown. */
+int corio_check_signal(lua_State *L, int arg);
 
 /* -------------------------------------------------- per-file openers */
 
@@ -484,6 +519,10 @@ void corio_open_scope(lua_State *L);
 void corio_open_sync(lua_State *L);
 void corio_open_channel(lua_State *L);
 void corio_open_observe(lua_State *L);
+void corio_open_fs(lua_State *L);
+void corio_open_file(lua_State *L);      /* after fs */
+void corio_open_process(lua_State *L);
+void corio_open_signal(lua_State *L);
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

@@ -16,12 +16,12 @@
  *   - used counts slots taken and not yet given back; a slot is given
  *     back exactly once, when its operation completes or is abandoned
  *     (cancelled, timed out, its handle closed), or its task ends;
- *   - a slot freed while tasks wait is reserved for the first of them
- *     (used + reserved <= max), so a newcomer cannot overtake the queue;
- *     the reservation ends when the scheduler resumes that task, which
- *     then takes the slot in its retried call;
- *   - a waiter woken with a reservation and cancelled before it runs
- *     passes it on (its abort hook), so no slot is ever lost.
+ *   - a slot freed while tasks wait goes straight to the first of them
+ *     (it stays counted), so a newcomer cannot overtake the queue; its
+ *     retried call claims it (corio_budget_take), and one it does not
+ *     claim is given back when the task waits again or its step ends;
+ *   - a waiter woken with a slot and cancelled before it runs passes the
+ *     slot on (its abort hook), so no slot is ever lost.
  */
 #include "corio.h"
 #include <string.h>
@@ -67,61 +67,57 @@ int corio_io_fail(lua_State *L, int status, const char *what) {
 
 /* -------------------------------------------------------------- budget */
 
-/* Reserves a free slot for the first waiter that can still run and wakes
-   it to retry. The reservation holds the slot against newcomers until
-   the scheduler resumes that task (corio_budget_unreserve), when its
-   call starts over and takes the slot like anyone else; if it then does
-   not need one (data arrived meanwhile), nothing is lost. */
-static void budget_pass(corio_budget *b) {
+/* Hands a free slot to the first waiter that can still run (it stays
+   counted in used) and wakes it to retry. The retried call claims it in
+   corio_budget_take; a slot it does not claim (the call found it needs
+   none after all, or raised) is given back as soon as the task waits
+   again or its step ends (corio_budget_unclaimed), so none is lost. */
+static int budget_pass(corio_budget *b) {
   corio_link *n;
-  if (b->used + b->reserved >= b->max) return;
   while ((n = corio_list_shift(&b->waiters)) != NULL) {
     corio_task *t = corio_container(n, corio_task, link);
     if (!t->rt) continue; /* its runtime is gone: never runs again */
-    b->reserved++;
     t->flags |= CORIO_TF_GRANTED;
-    corio_wake_retry(t);
-    return;
+    corio_wake_retry(t); /* t->wait.obj stays b until t waits again */
+    return 1;
   }
+  return 0;
 }
 
-void corio_budget_unreserve(corio_task *t) {
-  corio_budget *b = (corio_budget *)t->wait.obj;
+void corio_budget_unclaimed(corio_task *t) {
   t->flags &= ~CORIO_TF_GRANTED;
-  b->reserved--;
+  corio_budget_give((corio_budget *)t->wait.obj);
 }
 
 void corio_budget_init(corio_budget *b, int max, const char *what) {
-  b->used = b->reserved = 0;
+  b->used = 0;
   b->max = max;
   b->what = what;
   corio_list_init(&b->waiters);
 }
 
-int corio_budget_take(corio_budget *b) {
-  if (b->used + b->reserved >= b->max || !corio_list_empty(&b->waiters))
-    return 0;
+int corio_budget_take(corio_budget *b, corio_task *t) {
+  if (t && (t->flags & CORIO_TF_GRANTED) && t->wait.obj == b) {
+    t->flags &= ~CORIO_TF_GRANTED; /* the slot handed to it */
+    return 1;
+  }
+  if (b->used >= b->max || !corio_list_empty(&b->waiters)) return 0;
   b->used++;
   return 1;
 }
 
 void corio_budget_give(corio_budget *b) {
-  b->used--;
-  budget_pass(b);
+  if (!budget_pass(b)) b->used--;
 }
 
-/* A parked waiter leaves the queue. One woken with a reservation and
-   cancelled before it ran passes it on, so no slot is ever lost. */
+/* A parked waiter leaves the queue. One woken with a slot and cancelled
+   before it ran passes the slot on, so none is ever lost. */
 static int budget_abort(corio_task *t, int woken) {
-  corio_budget *b = (corio_budget *)t->wait.obj;
   if (woken <= 0) {
     corio_list_remove(&t->link);
     return 1;
   }
-  if (t->flags & CORIO_TF_GRANTED) {
-    corio_budget_unreserve(t);
-    budget_pass(b);
-  }
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   return 1;
 }
 
@@ -138,7 +134,9 @@ int corio_budget_waiting(const corio_budget *b) {
   return k;
 }
 
-int corio_io_take(corio_rt *rt) { return corio_budget_take(&rt->io); }
+int corio_io_take(corio_rt *rt) {
+  return corio_budget_take(&rt->io, rt->current);
+}
 void corio_io_give(corio_rt *rt) { corio_budget_give(&rt->io); }
 
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
@@ -161,4 +159,18 @@ int corio_io_handles(corio_rt *rt) {
   int n = 0;
   if (rt->loop_open) uv_walk(&rt->loop, aux_count_handle, &n);
   return n;
+}
+
+/* ------------------------------------------------------------ teardown */
+
+void corio_io_register(corio_rt *rt, corio_io_object *o) {
+  corio_list_push(&rt->io_objects, &o->link);
+}
+
+void corio_io_teardown(lua_State *L, corio_rt *rt) {
+  corio_link *n;
+  while ((n = corio_list_shift(&rt->io_objects)) != NULL) {
+    corio_io_object *o = corio_container(n, corio_io_object, link);
+    o->teardown(L, o);
+  }
 }

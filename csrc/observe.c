@@ -215,13 +215,13 @@ static int lcorio_context(lua_State *L) {
     rt->context_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->context_ref);
-  corio_task_push(L, rt->current);
+  corio_task_push(L, corio_task_logical(rt->current));
   lua_rawget(L, -2);
   if (lua_istable(L, -1) || (lua_isboolean(L, 1) && !lua_toboolean(L, 1)))
     return 1;
   lua_pop(L, 1);
   lua_newtable(L);
-  corio_task_push(L, rt->current);
+  corio_task_push(L, corio_task_logical(rt->current));
   lua_pushvalue(L, -2);
   lua_rawset(L, -4);
   return 1;

@@ -9,7 +9,6 @@
  * an error of kind "deadlock" rather than a hang.
  */
 #include "corio.h"
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -173,7 +172,6 @@ static int rt_hijacked(lua_State *L, corio_task *t) {
 
 static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   int nres = 0, st;
-  if (t->flags & CORIO_TF_GRANTED) corio_budget_unreserve(t);
   if (rt_hijacked(L, t)) return;
   t->flags |= CORIO_TF_STARTED;
   t->state = CORIO_RUNNING;
@@ -181,6 +179,7 @@ static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   rt->current = t;
   st = corio_resume(t->co, L, t->nargs, &nres);
   rt->current = NULL;
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (t->state == CORIO_RUNNING) {
@@ -264,7 +263,7 @@ static void rt_abandon(lua_State *L, corio_rt *rt) {
   while ((n = rt->live.next) != &rt->live) {
     corio_task *t = corio_container(n, corio_task, all);
     if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
-    if (t->flags & CORIO_TF_GRANTED) corio_budget_unreserve(t);
+    if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
     corio_list_remove(&t->link);
     lua_settop(t->co, 0);
     /* it ends cancelled, whatever shield it was parked in */
@@ -419,6 +418,7 @@ static int lrt_run(lua_State *L) {
   rt->current = NULL;
   if (st == LUA_OK) rt_report_all(L, rt);
   rt_dump_watch(rt, 0);
+  corio_io_teardown(L, rt); /* no task is left to use them */
   rt->running = 0;
   if (rt->close_after_run && !rt->n_live) rt_close_loop(rt);
   if (rt->deadlock_ref != LUA_NOREF) {
@@ -447,18 +447,13 @@ static int aux_positive(lua_State *L, double v, const char *key) {
 /* dump_on = "SIGQUIT": the signal that prints corio.dump() to stderr
    while the runtime runs (like a Go goroutine dump), 0 when absent. */
 static int aux_signal_option(lua_State *L, int opt) {
-  static const char *const names[] = {"SIGQUIT", "SIGUSR1", "SIGUSR2",
-                                      "SIGHUP", "SIGINT", "SIGTERM", NULL};
-  static const int nums[] = {SIGQUIT, SIGUSR1, SIGUSR2, SIGHUP, SIGINT,
-                             SIGTERM};
   const char *name = corio_opt_string(L, opt, "dump_on", NULL, "runtime");
-  int i;
+  int num;
   if (!name) return 0;
-  for (i = 0; names[i]; i++)
-    if (strcmp(names[i], name) == 0) return nums[i];
-  return luaL_error(L, "bad option 'dump_on' to 'runtime' (one of SIGQUIT, "
-                    "SIGUSR1, SIGUSR2, SIGHUP, SIGINT, SIGTERM expected, "
-                    "got '%s')", name);
+  if ((num = corio_signal_number(name)) == 0)
+    return luaL_error(L, "bad option 'dump_on' to 'runtime' (a signal name "
+                      "such as 'SIGQUIT' expected, got '%s')", name);
+  return num;
 }
 
 /* The dump_on signal arrived: print the dump. It runs inside uv_run,
@@ -536,7 +531,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->unobserved);
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
-
+  corio_list_init(&rt->io_objects);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
@@ -668,6 +663,7 @@ static int lrt_gc(lua_State *L) {
   while ((n = corio_list_shift(&rt->deferred))) { /* never run: closing */
   }
   corio_timers_free(rt);
+  if (rt->loop_open) corio_io_teardown(L, rt);
   rt_close_loop(rt);
   aux_unref(L, &rt->on_error_ref);
   aux_unref(L, &rt->on_log_ref);

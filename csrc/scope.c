@@ -248,10 +248,14 @@ static int lscope_enter(lua_State *L) {
   corio_scope *s = (corio_scope *)lua_newuserdata(L, sizeof *s);
   corio_scope_init(s, t->rt, kind);
   luaL_setmetatable(L, SCOPE_MT);
-  if (lua_type(L, 3) == LUA_TNUMBER)
+  if (lua_type(L, 3) == LUA_TNUMBER) {
     s->failfast = (uint8_t)(lua_tointeger(L, 3) == 2 ? 2 : 1);
-  else
+  } else if (lua_type(L, 3) == LUA_TSTRING) { /* "inline": see ypcall */
+    s->failfast = 0;
+    s->inline_call = 1;
+  } else {
     s->failfast = (uint8_t)(lua_isnoneornil(L, 3) || lua_toboolean(L, 3));
+  }
   s->secs = secs;
   /* anchored while pushed: tasks and the heap point at it, and its
      owner's stack (which normally holds it) can be lost to a

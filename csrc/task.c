@@ -197,6 +197,7 @@ static int retry_k(lua_State *L, int status, lua_KContext ctx) {
 int corio_await_retry(lua_State *L, corio_task *t, lua_CFunction fn,
                       const char *what, corio_abort_fn abort, void *obj,
                       double timeout) {
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   t->wait.what = what;
   t->wait.abort = abort;
   t->wait.obj = obj;
@@ -234,6 +235,7 @@ static int aux_park(lua_State *L) {
 
 int corio_await(lua_State *L, corio_task *t, const char *what,
                 corio_abort_fn abort, void *obj, double timeout) {
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   t->wait.what = what;
   t->wait.abort = abort;
   t->wait.obj = obj;
@@ -246,6 +248,7 @@ int corio_await(lua_State *L, corio_task *t, const char *what,
 }
 
 int corio_yield_now(lua_State *L, corio_task *t) {
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   t->wait.what = "yield";
   t->wait.abort = NULL;
   t->wait.obj = NULL;
@@ -285,19 +288,39 @@ void corio_wake_raise(corio_task *t) {
 
 /* ------------------------------------------------------------- spawn */
 
+/* Whether source is one of corio's own Lua files (lua/corio/NAME.lua, as
+   installed: ".../corio/<name>.lua") or its 5.1 wrappers ("=corio"). */
+static int aux_own_source(const char *source) {
+  const char *p = strstr(source, "/corio/");
+  if (strcmp(source, "=corio") == 0) return 1;
+  if (!p || source[0] != '@') return 0;
+  p += 7;
+  return strchr(p, '/') == NULL && strlen(p) > 4 &&
+         strcmp(p + strlen(p) - 4, ".lua") == 0;
+}
+
 /* Pushes "source:line" of the Lua code that called spawn, skipping
-   corio's own Lua layer (its combinators spawn on the user's behalf). */
-static void aux_push_site(lua_State *L) {
+   corio's own Lua layer (map, the combinators and corio.test spawn on
+   the user's behalf). */
+static void aux_push_site(lua_State *L, corio_task *cur) {
+  lua_State *co = L;
   lua_Debug ar;
-  int level;
-  for (level = 1; lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sl", &ar)) break;
-    if (ar.currentline < 0) continue; /* a C function */
-    if (strstr(ar.source, "corio/init.lua") || strcmp(ar.source, "=corio")
-        == 0)
-      continue;
-    lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
-    return;
+  int level = 1;
+  for (;;) {
+    for (; lua_getstack(co, level, &ar); level++) {
+      if (!lua_getinfo(co, "Sl", &ar)) break;
+      if (ar.currentline < 0) continue; /* a C function */
+      if (aux_own_source(ar.source)) continue;
+      lua_pushfstring(L, "%s:%d", ar.short_src, ar.currentline);
+      return;
+    }
+    /* the body of a PUC 5.1 protected call: go on in its caller's stack */
+    if (!cur || !(cur->flags & CORIO_TF_INLINE) || !cur->parent ||
+        !cur->parent->owner)
+      break;
+    cur = cur->parent->owner;
+    co = cur->co;
+    level = 0;
   }
   lua_pushliteral(L, "?");
 }
@@ -350,7 +373,8 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
     corio_setuv(L, -2, 2);
   }
   if (site) {
-    aux_push_site(L);
+    aux_push_site(L, rt->current && rt->current->co == L ? rt->current
+                                                          : NULL);
     corio_setuv(L, -2, 3);
   }
   if (!lua_checkstack(t->co, nargs + 1)) /* raise on L, the running one */
@@ -380,8 +404,9 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   rt->n_live++;
   t->born = rt->virtual_clock ? rt->vnow : rt->tick_ns;
   corio_rt_push_ready(rt, t);
-  if (rt->context_ref != LUA_NOREF && rt->current)
-    aux_inherit_context(L, rt, rt->current);
+  if (parent && parent->inline_call) t->flags |= CORIO_TF_INLINE;
+  else if (rt->context_ref != LUA_NOREF && rt->current)
+    aux_inherit_context(L, rt, corio_task_logical(rt->current));
   if (rt->trace_ref != LUA_NOREF) corio_trace(L, rt, "spawn", t);
   return t;
 }
@@ -415,6 +440,11 @@ static void aux_task_error(lua_State *L, corio_task *t) {
   }
   t->rt->current = running;
   lua_settop(co, 0);
+  if (t->flags & CORIO_TF_INLINE) { /* the protected call returns it */
+    lua_remove(L, -2);
+    lua_xmove(L, co, 1);
+    return;
+  }
   /* raw accesses: user code may have given corio.Error an __index or a
      __newindex that raises, and the scheduler must not fail here */
   if (corio_is_error(L, -1, NULL)) {
@@ -536,7 +566,8 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   corio_list_remove(&t->scope_link);
   corio_list_remove(&t->all);
   rt->n_live--;
-  if (rt->max_tasks) corio_budget_give(&rt->tasks);
+  if (rt->max_tasks && !(t->flags & CORIO_TF_INLINE))
+    corio_budget_give(&rt->tasks);
   if (rt->trace_ref != LUA_NOREF)
     corio_trace(L, rt, t->state == CORIO_DONE ? "done"
                        : t->state == CORIO_FAILED ? "fail" : "cancel", t);
@@ -662,7 +693,16 @@ int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
     fn = first + 1;
   }
   luaL_checktype(L, fn, LUA_TFUNCTION);
-  if (rt->max_tasks && !corio_budget_take(&rt->tasks)) {
+  if (parent && parent->inline_call && !name && rt->current) {
+    /* named after the task it stands for (dump, tasks, log) */
+    name = corio_task_name(L, corio_task_logical(rt->current));
+    lua_insert(L, first); /* keep it anchored below the arguments */
+    fn++;
+  }
+  /* the body of a PUC 5.1 protected call stands for its caller, which
+     waits meanwhile: it takes no slot of its own */
+  if (rt->max_tasks && !(parent && parent->inline_call) &&
+      !corio_budget_take(&rt->tasks, rt->current)) {
     /* max_tasks are alive: a task waits for one to end (backpressure,
        a cancellation point), then spawn runs again from the start */
     corio_task *t = rt->current;
@@ -682,9 +722,15 @@ static int lcorio_spawn(lua_State *L) {
                           lcorio_spawn);
 }
 
+corio_task *corio_task_logical(corio_task *t) {
+  while ((t->flags & CORIO_TF_INLINE) && t->parent && t->parent->owner)
+    t = t->parent->owner;
+  return t;
+}
+
 static int lcorio_current(lua_State *L) {
   corio_rt *rt = corio_ctx_get(L)->rt;
-  if (rt && rt->current) corio_task_push(L, rt->current);
+  if (rt && rt->current) corio_task_push(L, corio_task_logical(rt->current));
   else lua_pushnil(L);
   return 1;
 }

@@ -26,28 +26,24 @@ local PUC51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 -- A protected call that may wait. On 5.2+ and LuaJIT that is pcall. On
 -- PUC 5.1 fn runs as a child task in a nursery of its own (so it sits
 -- inside every scope of the caller) and we wait for it uninterruptibly.
+-- That child stands for its caller ("inline" nursery): corio.current()
+-- and corio.context() inside it are the caller's, it takes no max_tasks
+-- slot, and its error comes back as raised, not wrapped.
 local ypcall = pcall
 if PUC51 then
-  local function unwrap(ok, ...)
-    if ok then return true, ... end
-    local e = ...
-    if type(e) == "table" and e.kind == "task" and e.value ~= nil then
-      return false, e.value
-    end
-    return false, e
-  end
   ypcall = function(fn, ...)
     can_wait("pcall")
-    local s = enter("nursery", nil, false)
+    local s = enter("nursery", nil, "inline")
     local t = s:spawn(fn, ...)
     nursery_wait(s, true)
     leave(s, true) -- pops without a checkpoint: t's outcome says it all
-    return unwrap(outcome(t))
+    return outcome(t)
   end
 end
 M._ypcall = ypcall
 
 require("corio.sync").install(core, ypcall)
+require("corio.file").install(core)
 for k, v in pairs(core) do -- what install added
   if type(k) == "string" and k:sub(1, 1) ~= "_" and M[k] == nil then M[k] = v end
 end
@@ -248,10 +244,14 @@ function M.log(level, fmt, ...)
     logfmt(task and task.name or "-"), logfmt(msg)) }
   local fields = {}
   if ctx then
+    local keys, vals = {}, {}
     for k, v in pairs(ctx) do
-      fields[#fields + 1] = tostring(k) .. "=" .. logfmt(v)
+      k = tostring(k)
+      keys[#keys + 1] = k
+      vals[k] = v
     end
-    table.sort(fields)
+    table.sort(keys) -- by key, not by "key=value"
+    for i, k in ipairs(keys) do fields[i] = k .. "=" .. logfmt(vals[k]) end
   end
   local line = table.concat(parts) ..
     (#fields > 0 and " " .. table.concat(fields, " ") or "")

@@ -131,11 +131,22 @@ function M.install(corio, ypcall)
     end
     local c = check("stream", fn, opts)
     local out = channel(c)
-    local workers, live, done = {}, c, false
+    local workers, live, done, exhausted = {}, c, false, false
     local function worker()
-      while true do
-        local item = iter()
-        if item == nil then break end
+      while not exhausted do
+        -- an iterator that raises ends the stream with its error, like
+        -- fn; once it returned nil nobody calls it again
+        local got = pack(ypcall(iter))
+        if not got[1] then
+          exhausted = true
+          out:send(got)
+          break
+        end
+        local item = got[2]
+        if item == nil then
+          exhausted = true
+          break
+        end
         local r = pack(ypcall(fn, item))
         r.item = item
         out:send(r)

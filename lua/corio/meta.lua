@@ -24,6 +24,8 @@ local corio = {}
 ---| "cancelled" # a cancelled task's wait (`corio.is_cancelled`)
 ---| "timeout"   # a deadline passed (`corio.is_timeout`)
 ---| "closed"    # the semaphore, watch or channel is closed
+---| "io"        # an I/O failure; `code` is the errno name ("ENOENT", ...)
+---| "limit"     # a size limit (max_read, max_line, max_output) was passed
 ---| "deadlock"  # every task waits on something that can no longer happen
 ---| "task"      # a plain error value raised in a task (see `value`)
 ---| string
@@ -48,7 +50,7 @@ local corio = {}
 ---@field workers? integer 1 to 1e6: worker threads of the default pool
 ---@field queue? integer 1 to 1e6 (default 1024): jobs queued in the default pool
 ---@field debug? boolean record where each task was spawned (`spawned_at`; costs ~8% of a spawn)
----@field dump_on? "SIGQUIT"|"SIGUSR1"|"SIGUSR2"|"SIGHUP"|"SIGINT"|"SIGTERM" print `corio.dump()` to stderr on that signal
+---@field dump_on? string "SIGQUIT", "SIGUSR1", ...: print `corio.dump()` to stderr on that signal
 ---@field on_log? fun(line: string, record: corio.LogRecord) where `corio.log` writes (default: stderr)
 
 ---Options of `corio.spawn` and `s:spawn`.
@@ -600,5 +602,209 @@ function Channel:iter() end
 ---@param capacity integer 0 to 2^24
 ---@return corio.Channel
 function corio.channel(capacity) end
+
+-- --------------------------------------------------------------- fs --
+
+---Options of every I/O call.
+---@class corio.IOOptions
+---@field timeout? number seconds (>= 0); default: the runtime's `io_timeout`
+
+---Options of `corio.fs.read`.
+---@class corio.FsReadOptions: corio.IOOptions
+---@field max_read? number bytes (default 64 MiB): a larger file is `nil, err` kind "limit"
+
+---Options of `corio.fs.mkdir`.
+---@class corio.FsMkdirOptions: corio.IOOptions
+---@field parents? boolean create missing parents; an existing directory is no error
+
+---Options of `corio.fs.open`.
+---@class corio.FsOpenOptions: corio.IOOptions
+---@field max_line? number bytes (default 64 KiB): a longer line is `nil, err` kind "limit"
+---@field max_read? number bytes (default 64 MiB) for `read("a")`
+
+---What `corio.fs.stat` returns.
+---@class corio.FsStat
+---@field type "file"|"directory"|"link"|"fifo"|"socket"|"char"|"block"|"other"
+---@field size integer bytes
+---@field mode integer permission bits (`st_mode & 07777`)
+---@field mtime number seconds since the epoch
+---@field atime number seconds since the epoch
+---@field ctime number seconds since the epoch
+---@field uid integer
+---@field gid integer
+---@field nlink integer
+---@field ino integer
+---@field dev integer
+
+---Files and directories on libuv's thread pool; failures are `nil, err` with `err.code` ("ENOENT", ...).
+corio.fs = {}
+
+---The whole file.
+---@async
+---@param path string
+---@param opts? corio.FsReadOptions
+---@return string? data
+---@return corio.Error? err
+function corio.fs.read(path, opts) end
+
+---Creates or truncates the file and writes `data`.
+---@async
+---@param path string
+---@param data string
+---@param opts? corio.IOOptions
+---@return true? ok
+---@return corio.Error? err
+function corio.fs.write(path, data, opts) end
+
+---Creates the file if needed and appends `data`.
+---@async
+---@param path string
+---@param data string
+---@param opts? corio.IOOptions
+---@return true? ok
+---@return corio.Error? err
+function corio.fs.append(path, data, opts) end
+
+---The file's metadata (follows symlinks).
+---@async
+---@param path string
+---@param opts? corio.IOOptions
+---@return corio.FsStat? st
+---@return corio.Error? err
+function corio.fs.stat(path, opts) end
+
+---The directory's entries (not `.` and `..`) sorted by name, and name -> type.
+---@async
+---@param path string
+---@param opts? corio.IOOptions
+---@return string[]? names
+---@return table<string, string>|corio.Error types_or_err
+function corio.fs.list(path, opts) end
+
+---Makes a directory (`parents = true`: like `mkdir -p`).
+---@async
+---@param path string
+---@param opts? corio.FsMkdirOptions
+---@return true? ok
+---@return corio.Error? err
+function corio.fs.mkdir(path, opts) end
+
+---Removes a file or an empty directory.
+---@async
+---@param path string
+---@param opts? corio.IOOptions
+---@return true? ok
+---@return corio.Error? err
+function corio.fs.remove(path, opts) end
+
+---Renames `from` to `to`.
+---@async
+---@param from string
+---@param to string
+---@param opts? corio.IOOptions
+---@return true? ok
+---@return corio.Error? err
+function corio.fs.rename(from, to, opts) end
+
+---Whether the path exists (`nil, err` for errors other than ENOENT and ENOTDIR).
+---@async
+---@param path string
+---@param opts? corio.IOOptions
+---@return boolean? exists
+---@return corio.Error? err
+function corio.fs.exists(path, opts) end
+
+---Opens a file for reading and writing in pieces.
+---@async
+---@param path string
+---@param mode? "r"|"w"|"a"|"r+"|"w+"|"a+"|string as `io.open` (default "r")
+---@param opts? corio.FsOpenOptions
+---@return corio.File? file
+---@return corio.Error? err
+function corio.fs.open(path, mode, opts) end
+
+---A file from `corio.fs.open`; one call at a time; `<close>` closes it.
+---@class corio.File
+local File = {}
+
+---`n` bytes, a line ("l" without its end, "L" with it) or the rest ("a"); `nil` at the end.
+---@async
+---@param fmt? integer|"l"|"L"|"a" default "l"
+---@param opts? corio.IOOptions
+---@return string? data
+---@return corio.Error? err
+function File:read(fmt, opts) end
+
+---Writes `data` at the position (at the end in append modes).
+---@async
+---@param data string
+---@param opts? corio.IOOptions
+---@return true? ok
+---@return corio.Error? err
+function File:write(data, opts) end
+
+---Moves the position; returns it.
+---@async
+---@param whence? "set"|"cur"|"end" default "cur"
+---@param offset? integer default 0
+---@return integer? pos
+---@return corio.Error? err
+function File:seek(whence, offset) end
+
+---An iterator over `f:read(fmt)` that raises on errors (not on PUC Lua 5.1).
+---@param fmt? integer|"l"|"L"|"a"
+---@param opts? corio.IOOptions
+---@return async fun(): string?
+function File:lines(fmt, opts) end
+
+---Closes the file; closing twice is harmless.
+---@async
+---@param opts? corio.IOOptions
+---@return true? ok
+---@return corio.Error? err
+function File:close(opts) end
+
+-- --------------------------------------------------------- processes --
+
+---Options of `corio.exec`.
+---@class corio.ExecOptions: corio.IOOptions
+---@field input? string written to the child's stdin, which is then closed (default: /dev/null)
+---@field env? table<string, string> replaces the environment (default: inherited)
+---@field cwd? string the child's working directory
+---@field max_output? number bytes per stream (default 16 MiB); past it: killed, `nil, err` kind "limit"
+---@field kill_grace? number seconds between SIGTERM and SIGKILL on timeout or cancellation (default 2)
+
+---What `corio.exec` returns.
+---@class corio.ExecResult
+---@field code? integer the exit status (nil when a signal killed the child)
+---@field signal? string the signal that killed it ("SIGKILL", ...)
+---@field stdout string
+---@field stderr string
+
+---Runs `argv` without a shell (argv[1] looked up in PATH); the child is always reaped before it returns.
+---@async
+---@param argv string[]
+---@param opts? corio.ExecOptions
+---@return corio.ExecResult? result
+---@return corio.Error? err
+function corio.exec(argv, opts) end
+
+---This process's id.
+---@return integer
+function corio.getpid() end
+
+-- ----------------------------------------------------------- signals --
+
+---Waits for the signal; returns its name.
+---@async
+---@param name string "SIGHUP", "SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2", ...
+---@param opts? corio.IOOptions
+---@return string? name
+---@return corio.Error? err
+function corio.signal(name, opts) end
+
+---The run's shutdown watch: false, then true on the first SIGINT or SIGTERM (a second one kills).
+---@return corio.Watch
+function corio.shutdown() end
 
 return corio
