@@ -274,6 +274,9 @@ struct corio_rt {
   int max_io;
   int workers;
   int queue;
+  char init[128];          /* option init: module each worker requires */
+  struct corio_pool *pool; /* the default pool (corio.blocking), or NULL */
+  corio_link pools;        /* every pool of this runtime (pool.c) */
   /* counters for corio.stats() */
   lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
 };
@@ -379,6 +382,29 @@ void corio_scope_detach(corio_scope *s);
 void corio_scope_child_done(lua_State *L, corio_scope *s, corio_task *t);
 void corio_scope_on_deadline(corio_rt *rt, corio_timer *tm);
 
+/* ----------------------------------------------- marshal.c, pool.c */
+
+/* Values crossing between Lua states as bytes (see marshal.c). */
+#define CORIO_MARSHAL_DEPTH 64                 /* nested tables */
+#define CORIO_MARSHAL_MAX ((size_t)64 << 20)   /* bytes per message */
+typedef struct corio_buf {
+  char *p;
+  size_t n, cap;
+} corio_buf;
+void corio_buf_free(corio_buf *b);
+/* Encodes the n values from index first into b (replacing its contents).
+   Never raises: returns -1 with "<what>[2].x: function ..." in err. */
+int corio_marshal(lua_State *L, int first, int n, corio_buf *b,
+                  const char *what, char *err, size_t errsz);
+/* Pushes the values encoded in p; returns how many. May raise (memory). */
+int corio_unmarshal(lua_State *L, const char *p, size_t n);
+
+/* Stops every pool of rt and joins its threads (a job stuck in a C call
+   delays this). No Lua code runs. Called before the loop closes. */
+void corio_pool_rt_close(corio_rt *rt);
+/* Adds workers, workers_busy, jobs_queued, jobs_done to the table on top. */
+void corio_pool_stats(lua_State *L, corio_rt *rt);
+
 /* -------------------------------------------------- per-file openers */
 
 /* Called by module.c, in this order. corio_open_ctx creates the per-state
@@ -394,6 +420,7 @@ void corio_open_scope(lua_State *L);
 void corio_open_sync(lua_State *L);
 void corio_open_channel(lua_State *L);
 void corio_open_observe(lua_State *L);
+void corio_open_pool(lua_State *L);
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

@@ -64,7 +64,7 @@ static int lcorio_stats(lua_State *L) {
   corio_rt *rt = aux_rt(L);
   corio_link *n;
   lua_Integer ready = 0;
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 13);
   if (!rt) return 1;
   for (n = rt->ready.next; n != &rt->ready; n = n->next)
     if (n != &rt->batch_end) ready++;
@@ -75,6 +75,7 @@ static int lcorio_stats(lua_State *L) {
   aux_setint(L, "cancelled", rt->n_cancelled);
   aux_setint(L, "ready", ready);
   aux_setint(L, "timers", rt->heap_n);
+  corio_pool_stats(L, rt);
   return 1;
 }
 

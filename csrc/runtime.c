@@ -289,6 +289,7 @@ static void rt_on_close_walk(uv_handle_t *h, void *arg) {
 static void rt_close_loop(corio_rt *rt) {
   if (!rt->loop_open) return;
   rt->loop_open = 0;
+  corio_pool_rt_close(rt); /* joins the workers, closes its handles */
   uv_walk(&rt->loop, rt_on_close_walk, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
@@ -398,8 +399,9 @@ static int aux_positive(lua_State *L, double v, const char *key) {
 /* Pushes a new runtime configured by the options table at opt (0: none). */
 static corio_rt *rt_new(lua_State *L, int opt) {
   static const char *const allowed[] = {"workers", "queue", "io_timeout",
-                                        "max_io", "clock", "on_error", NULL};
-  const char *clock;
+                                        "max_io", "clock", "on_error",
+                                        "init", NULL};
+  const char *clock, *init;
   double io_timeout;
   corio_rt *rt;
   int r;
@@ -408,6 +410,9 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   if (strcmp(clock, "real") != 0 && strcmp(clock, "virtual") != 0)
     luaL_error(L, "bad option 'clock' to 'runtime' ('real' or 'virtual' "
                "expected, got '%s')", clock);
+  init = corio_opt_string(L, opt, "init", "", "runtime");
+  if (strlen(init) >= sizeof rt->init)
+    luaL_error(L, "bad option 'init' to 'runtime' (module name too long)");
   io_timeout = corio_opt_number(L, opt, "io_timeout", 30, "runtime");
   if (io_timeout != io_timeout || io_timeout <= 0)
     luaL_error(L, "bad option 'io_timeout' to 'runtime' (positive number "
@@ -422,13 +427,16 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->unobserved);
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
+  corio_list_init(&rt->pools);
+  strcpy(rt->init, init);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
   rt->virtual_clock = clock[0] == 'v';
   rt->io_timeout = io_timeout;
-  rt->workers = aux_positive(L, corio_opt_number(L, opt, "workers", 4,
-                                                 "runtime"), "workers");
+  rt->workers = aux_positive(L, corio_opt_number(
+      L, opt, "workers", (double)uv_available_parallelism(), "runtime"),
+      "workers");
   rt->queue = aux_positive(L, corio_opt_number(L, opt, "queue", 1024,
                                                "runtime"), "queue");
   rt->max_io = aux_positive(L, corio_opt_number(L, opt, "max_io", 256,

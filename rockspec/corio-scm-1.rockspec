@@ -46,6 +46,8 @@ build = {
         "csrc/sync.c",
         "csrc/channel.c",
         "csrc/observe.c",
+        "csrc/marshal.c",
+        "csrc/pool.c",
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
