@@ -374,7 +374,14 @@ static void worker_hook(lua_State *L, lua_Debug *ar) {
 /* The message handler of a job: {error value, traceback}. */
 static int worker_msgh(lua_State *L) {
   if (lua_touserdata(L, 1) == (void *)&pool_interrupt_mark) return 1;
+#ifdef CORIO_NEED_51_AUX
+  /* PUC 5.1's debug.traceback returns a nil message as is: give it "" */
+  luaL_traceback(L, L, "", 1);
+  lua_pushstring(L, lua_tostring(L, -1) + (*lua_tostring(L, -1) == '\n'));
+  lua_remove(L, -2);
+#else
   luaL_traceback(L, L, NULL, 1);
+#endif
   lua_createtable(L, 2, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
