@@ -362,10 +362,13 @@ static pool_worker *worker_of(lua_State *L) {
 #endif
 }
 
-/* The count hook: the interrupt check. */
+/* The count hook: the interrupt check. Once interrupted, it checks at
+   every instruction, so that a job catching the error with pcall in a
+   loop is stopped in the loop itself, outside the pcall. */
 static void worker_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (__atomic_load_n(&worker_of(L)->interrupt, __ATOMIC_RELAXED)) {
+    lua_sethook(L, worker_hook, LUA_MASKCOUNT, 1);
     lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
     lua_error(L);
   }
@@ -427,6 +430,18 @@ static int worker_init(lua_State *L, pool_worker *w) {
   lua_getglobal(L, "require");
   lua_pushstring(L, init);
   if (lua_pcall(L, 1, 0, 0) == LUA_OK) return w->init_ok = 1;
+  /* 5.1 leaves a sentinel in package.loaded that would turn the retry's
+     message into "loop or previous error": clear it */
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "loaded");
+    if (lua_istable(L, -1)) {
+      lua_pushnil(L);
+      lua_setfield(L, -2, init);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   if (lua_touserdata(L, -1) == (void *)&pool_interrupt_mark) {
     lua_pop(L, 1);
     lua_pushliteral(L, "interrupted");
@@ -537,6 +552,7 @@ static void worker_run(pool_worker *w, lua_State *L, pool_job *j) {
     j->buf.n = 0;
     return;
   }
+  lua_sethook(L, worker_hook, LUA_MASKCOUNT, HOOK_COUNT);
   lua_pushcfunction(L, worker_job);
   lua_pushlightuserdata(L, j);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* out of memory, mostly */
