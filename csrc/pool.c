@@ -718,7 +718,7 @@ static void pool_free(corio_pool *p) {
    callback (or corio_pool_rt_close) joins them. No Lua code runs. */
 static void pool_stop(lua_State *L, corio_pool *p) {
   corio_link *n;
-  int i;
+  int i, state;
   if (p->closed) return;
   p->closed = 1;
   uv_mutex_lock(&p->mu);
@@ -745,8 +745,12 @@ static void pool_stop(lua_State *L, corio_pool *p) {
         corio_wake_raise(t);
       }
     }
-    /* those never started are freed now; the rest come back orphaned */
-    if (j->state == JOB_PENDING || j->state == JOB_QUEUED) job_put(p, j);
+    /* those never started are freed now; the rest come back orphaned
+       (none starts any more: the ring is empty and stopping is set) */
+    uv_mutex_lock(&p->mu);
+    state = j->state;
+    uv_mutex_unlock(&p->mu);
+    if (state == JOB_PENDING || state == JOB_QUEUED) job_put(p, j);
   }
   pool_ref_update(p);
   if (p->started == 0) pool_free(p);
