@@ -35,11 +35,11 @@
 #define POOL_MT "corio.Pool"
 #define CODE_MT "corio.PoolCode"
 #define CODES_KEY "corio.pool.codes"
-#define HOOK_COUNT 1000       /* VM instructions between interrupt checks */
 #define WORKER_CACHE 256      /* functions cached per worker */
 #define CODES_MAX 4096        /* functions cached on the loop side */
 #define FREE_MAX 1024         /* job structs kept for reuse */
 #define BUF_KEEP (64 * 1024)  /* larger buffers are not kept for reuse */
+#define SPIN_NS 50000         /* an idle worker polls this long, then sleeps */
 
 #if LUA_VERSION_NUM >= 503
 #define aux_dump(L, w, d) lua_dump((L), (w), (d), 0)
@@ -85,6 +85,9 @@ struct pool_worker {
   corio_pool *pool;
   uv_thread_t tid;
   int interrupt;          /* atomic: stop the running code */
+  /* under mu */
+  lua_State *L;           /* its state, once made */
+  int running;            /* it runs Lua code (init or a job) */
   /* worker thread only */
   int init_ok;
   int cache_ref;          /* registry table: code id -> function */
@@ -322,16 +325,22 @@ static void job_put(corio_pool *p, pool_job *j) {
 
 /* ---------------------------------------------------------------- ring */
 
+/* count changes under mu, but is also read without it by spinning
+   workers: hence the atomic accesses. */
+static void ring_count(corio_pool *p, int delta) {
+  __atomic_store_n(&p->count, p->count + delta, __ATOMIC_RELEASE);
+}
+
 static void ring_push(corio_pool *p, pool_job *j) {
   p->ring[(p->head + p->count) % p->cap] = j;
-  p->count++;
+  ring_count(p, 1);
   j->state = JOB_QUEUED;
 }
 
 static pool_job *ring_shift(corio_pool *p) {
   pool_job *j = p->ring[p->head];
   p->head = (p->head + 1) % p->cap;
-  p->count--;
+  ring_count(p, -1);
   return j;
 }
 
@@ -344,7 +353,7 @@ static void ring_remove(corio_pool *p, pool_job *j) {
     if (found && k + 1 < p->count)
       p->ring[at] = p->ring[(p->head + k + 1) % p->cap];
   }
-  if (found) p->count--;
+  if (found) ring_count(p, -1);
 }
 
 /* ============================================================= workers */
@@ -362,16 +371,32 @@ static pool_worker *worker_of(lua_State *L) {
 #endif
 }
 
-/* The count hook: the interrupt check. Once interrupted, it checks at
-   every instruction, so that a job catching the error with pcall in a
-   loop is stopped in the loop itself, outside the pcall. */
+/* The count hook, installed by worker_interrupt (from the loop thread)
+   to stop the code running in the worker's state. It checks at every
+   instruction, so that a job catching the error with pcall in a loop is
+   stopped in the loop itself, outside the pcall. A hook left over from an
+   interrupt that came too late is removed by the next job's start. */
 static void worker_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   if (__atomic_load_n(&worker_of(L)->interrupt, __ATOMIC_RELAXED)) {
-    lua_sethook(L, worker_hook, LUA_MASKCOUNT, 1);
     lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
     lua_error(L);
   }
+}
+
+/* Stops what w runs at its next VM instruction (mu held). Why the hook is
+   installed only now, from another thread: in Lua 5.3 and 5.4 any count
+   hook makes the VM call into the debug library at every instruction,
+   whatever the count, which doubles the time of a CPU-bound job. Setting
+   the hook asynchronously is what lua.c's SIGINT handler does: the fields
+   it writes are read by the running VM at every instruction (5.1, 5.3,
+   LuaJIT's interpreter) or at every jump and call (5.4's traps). mu keeps
+   w in the same job (or init) meanwhile. Limit: the hook goes on the
+   worker's own state, so code running inside a coroutine the job made is
+   stopped once control comes back to the job's main function. */
+static void worker_interrupt(pool_worker *w) {
+  __atomic_store_n(&w->interrupt, 1, __ATOMIC_RELAXED);
+  if (w->running && w->L) lua_sethook(w->L, worker_hook, LUA_MASKCOUNT, 1);
 }
 
 /* The message handler of a job: {error value, traceback}. */
@@ -418,7 +443,6 @@ static int worker_setup(lua_State *L) {
 #endif
   lua_newtable(L);
   w->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_sethook(L, worker_hook, LUA_MASKCOUNT, HOOK_COUNT);
   return 0;
 }
 
@@ -552,7 +576,6 @@ static void worker_run(pool_worker *w, lua_State *L, pool_job *j) {
     j->buf.n = 0;
     return;
   }
-  lua_sethook(L, worker_hook, LUA_MASKCOUNT, HOOK_COUNT);
   lua_pushcfunction(L, worker_job);
   lua_pushlightuserdata(L, j);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* out of memory, mostly */
@@ -563,8 +586,11 @@ static void worker_run(pool_worker *w, lua_State *L, pool_job *j) {
   (void)w;
 }
 
+/* The worker's state, its first try of init done (unless stopping). */
 static lua_State *worker_open(pool_worker *w) {
+  corio_pool *p = w->pool;
   lua_State *L = luaL_newstate();
+  int go;
   if (!L) return NULL;
   lua_pushcfunction(L, worker_setup);
   lua_pushlightuserdata(L, w);
@@ -572,11 +598,42 @@ static lua_State *worker_open(pool_worker *w) {
     lua_close(L);
     return NULL;
   }
-  lua_pushcfunction(L, worker_init_p); /* the first try, at start */
-  lua_pushlightuserdata(L, w);
-  lua_pcall(L, 1, 0, 0);
-  lua_settop(L, 0);
+  uv_mutex_lock(&p->mu);
+  w->L = L;
+  go = w->running = !p->stopping;
+  uv_mutex_unlock(&p->mu);
+  if (go) {
+    lua_pushcfunction(L, worker_init_p);
+    lua_pushlightuserdata(L, w);
+    lua_pcall(L, 1, 0, 0);
+    lua_settop(L, 0);
+  }
+  uv_mutex_lock(&p->mu);
+  w->running = 0;
+  uv_mutex_unlock(&p->mu);
   return L;
+}
+
+/* Called and returns with mu held, when there is no job. A job often
+   follows the last one within microseconds (a task awaiting results in a
+   loop): polling briefly first saves the sleep and wake-up of a thread,
+   which is most of a round trip. Spinning workers count as idle, so no
+   extra worker is started for a job one of them will take. */
+static void worker_wait(corio_pool *p) {
+  uint64_t until = uv_hrtime() + SPIN_NS;
+  int k = 0;
+  p->idle++;
+  uv_mutex_unlock(&p->mu);
+  while (!__atomic_load_n(&p->count, __ATOMIC_ACQUIRE) &&
+         !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
+    if (++k % 64 == 0 && uv_hrtime() > until) break;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  uv_mutex_lock(&p->mu);
+  while (!p->stopping && p->count == 0) uv_cond_wait(&p->cv, &p->mu);
+  p->idle--;
 }
 
 static void worker_main(void *arg) {
@@ -587,22 +644,21 @@ static void worker_main(void *arg) {
   for (;;) {
     pool_job *j;
     int refill;
-    while (!p->stopping && p->count == 0) {
-      p->idle++;
-      uv_cond_wait(&p->cv, &p->mu);
-      p->idle--;
-    }
+    if (!p->stopping && p->count == 0) worker_wait(p);
     if (p->stopping) break;
     j = ring_shift(p);
     j->state = JOB_RUNNING;
     j->worker = w;
     __atomic_store_n(&w->interrupt, 0, __ATOMIC_RELAXED);
+    if (L) lua_sethook(L, NULL, 0, 0); /* a late interrupt's hook */
+    w->running = 1;
     p->busy++;
     refill = p->overflow_n > 0; /* a slot freed: let the loop fill it */
     uv_mutex_unlock(&p->mu);
     if (refill) uv_async_send(&p->async);
     worker_run(w, L, j);
     uv_mutex_lock(&p->mu);
+    w->running = 0;
     p->busy--;
     j->state = JOB_DONE;
     j->worker = NULL;
@@ -722,11 +778,10 @@ static void pool_stop(lua_State *L, corio_pool *p) {
   if (p->closed) return;
   p->closed = 1;
   uv_mutex_lock(&p->mu);
-  p->stopping = 1;
-  p->count = 0;
+  __atomic_store_n(&p->stopping, 1, __ATOMIC_RELEASE);
+  ring_count(p, -p->count);
   p->overflow_n = 0;
-  for (i = 0; i < p->started; i++)
-    __atomic_store_n(&p->workers[i]->interrupt, 1, __ATOMIC_RELAXED);
+  for (i = 0; i < p->started; i++) worker_interrupt(p->workers[i]);
   uv_cond_broadcast(&p->cv);
   uv_mutex_unlock(&p->mu);
   for (n = p->jobs.next; n != &p->jobs;) {
@@ -914,7 +969,7 @@ static int pool_abort(corio_task *t, int woken) {
   } else if (state == JOB_QUEUED) {
     ring_remove(p, j);
   } else if (state == JOB_RUNNING) { /* stop it at its next check */
-    __atomic_store_n(&j->worker->interrupt, 1, __ATOMIC_RELAXED);
+    worker_interrupt(j->worker);
   }
   uv_mutex_unlock(&p->mu);
   if (state == JOB_PENDING || state == JOB_QUEUED) {

@@ -292,8 +292,8 @@ describe("corio.blocking", function()
 
   it("keeps timers on time while every worker is busy", function()
     local worst = H.run(function()
-      local ts = {}
-      for i = 1, 2 do ts[i] = corio.spawn(corio.blocking, spin) end
+      local ts = { corio.spawn(corio.blocking, spin) }
+      eventually(function() return busy() == 1 end)
       local w = 0
       for _ = 1, 10 do
         local t0 = corio.now()
@@ -301,10 +301,11 @@ describe("corio.blocking", function()
         local l = corio.now() - t0 - 0.01
         if l > w then w = l end
       end
-      for i = 1, 2 do ts[i]:cancel() end
+      ts[1]:cancel()
       return w
-    end, real { workers = 2 })
-    assert.is_true(worst < 0.02, "a timer fired " .. worst .. " s late")
+    end, real { workers = 1 })
+    -- wide: on a loaded machine the OS may run the spinning worker first
+    assert.is_true(worst < 0.05, "a timer fired " .. worst .. " s late")
   end)
 
   it("is not a deadlock to wait only on a job", function()
