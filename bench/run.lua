@@ -88,6 +88,29 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate" },
     } },
+  { name = "pool_trivial", module = "pool", issue = 8, impls = { "corio", "luv" },
+    params = { mode = "trivial", n = 20000 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "jobs/s ({n} trivial jobs all in flight)", fmt = "rate",
+        target = { vs = "luv", ge = 1.5 } },
+    } },
+  { name = "pool_rtt", module = "pool", issue = 8, impls = { "corio", "luv" },
+    params = { mode = "rtt", n = 5000 }, scaled = { "n" },
+    rows = {
+      { key = "rtt_us", metric = "round trip ({n} sequential jobs)", fmt = "us",
+        target = { vs = "luv", le = 0.7 } },
+    } },
+  { name = "pool_cpu", module = "pool", issue = 8, impls = { "corio", "luv" },
+    params = { mode = "cpu", jobs = 8, secs = 0.25, workers = 2 },
+    rows = {
+      { key = "speedup", metric = "speedup, {jobs} CPU jobs of ~0.25 s on {workers} workers "
+          .. "(luv: libuv's 4 threads)", fmt = "x", noratio = true,
+        target = { abs = true, ge = 1.9, unit = "×" } },
+      { key = "ceiling", metric = "speedup of {workers} processes (the machine's ceiling)",
+        fmt = "x", noratio = true },
+      { key = "hook_pct", metric = "a CPU job on a worker vs on the loop thread", fmt = "pct",
+        noratio = true, target = { abs = true, le = 5, unit = " %" } },
+    } },
 }
 
 -- issue 3: each combinator against a plain call and a spawn+join of as
@@ -234,6 +257,9 @@ local function fmt_value(v, fmt)
   elseif fmt == "kb" then return ("%.1f MB"):format(v / 1024)
   elseif fmt == "bytes" then return ("%.0f B"):format(v)
   elseif fmt == "ns" then return ("%.0f ns"):format(v)
+  elseif fmt == "us" then return ("%.1f µs"):format(v)
+  elseif fmt == "x" then return ("%.2f×"):format(v)
+  elseif fmt == "pct" then return ("%+.1f %%"):format(v)
   end
   return ("%.4g"):format(v)
 end
@@ -414,7 +440,7 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = "uses each implementation's own clock. luv timers have 1 ms"
   out[#out + 1] = "granularity, so luv can wake up to 1 ms early."
   out[#out + 1] = ""
-  out[#out + 1] = "## Runtime core (#2) and synchronisation (#4)"
+  out[#out + 1] = "## Runtime core (#2), synchronisation (#4), thread pool (#8)"
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
   for _, entry in ipairs(results) do

@@ -6,8 +6,10 @@
 --                      K CPU-bound jobs of ~S s each: speedup of running
 --                      them on W workers over running them one after the
 --                      other on the loop thread; corio also reports
---                      hook_pct, what the interrupt check (a count hook in
---                      every worker state) costs a CPU-bound job.
+--                      hook_pct, what a job costs more on a worker than on
+--                      the loop thread (the interrupt machinery included),
+--                      and ceiling: the speedup W separate processes get
+--                      on this machine, the most any thread pool can get.
 -- corio jobs take (args...); luv's take (id, args...) and return the id
 -- first (rt_luv.work), the way luv's after-callback needs it.
 local lib = require "bench.lib"
@@ -25,6 +27,23 @@ local function burn_luv(id, n)
   local s = 0
   for i = 1, n do s = (s + i * i) % 1000003 end
   return id, s
+end
+
+-- The speedup of w processes each running burn(iters) at once over one
+-- process running it w times: what the machine's cores allow.
+local function ceiling(w, iters)
+  local lua = os.getenv("BENCH_LUA") or "lua5.4"
+  local code = ("local s = 0 for i = 1, %d do s = (s + i * i) %% 1000003 end")
+    :format(iters)
+  local function spawn() return io.popen(lua .. " -e '" .. code .. "'", "r") end
+  local t0 = lib.clock()
+  for _ = 1, w do spawn():close() end
+  local seq = lib.clock() - t0
+  t0 = lib.clock()
+  local ps = {}
+  for i = 1, w do ps[i] = spawn() end
+  for i = 1, w do ps[i]:close() end
+  return seq / (lib.clock() - t0)
 end
 
 -- iterations of burn that take about secs on this machine
@@ -95,7 +114,10 @@ return function(rt, impl, p)
       end
     end)
     local res = { seq_s = seq, par_s = par, speedup = seq / par }
-    if one then res.hook_pct = (one / (seq / p.jobs) - 1) * 100 end
+    if one then
+      res.hook_pct = (one / (seq / p.jobs) - 1) * 100
+      res.ceiling = ceiling(p.workers, iters)
+    end
     return res
   end
   error("unknown mode " .. tostring(p.mode))

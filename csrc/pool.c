@@ -39,7 +39,8 @@
 #define CODES_MAX 4096        /* functions cached on the loop side */
 #define FREE_MAX 1024         /* job structs kept for reuse */
 #define BUF_KEEP (64 * 1024)  /* larger buffers are not kept for reuse */
-#define SPIN_NS 50000         /* an idle worker polls this long, then sleeps */
+#define SPIN_NS 10000         /* an idle worker polls at most this long */
+#define SPIN_PROBE 32         /* waits between probes while not spinning */
 
 #if LUA_VERSION_NUM >= 503
 #define aux_dump(L, w, d) lua_dump((L), (w), (d), 0)
@@ -90,6 +91,8 @@ struct pool_worker {
   int running;            /* it runs Lua code (init or a job) */
   /* worker thread only */
   int init_ok;
+  int spin_ns;            /* current polling budget (adaptive) */
+  int spin_skip;          /* waits since the last probe */
   int cache_ref;          /* registry table: code id -> function */
   int cache_pos;
   int cache_ids[WORKER_CACHE];
@@ -617,21 +620,33 @@ static lua_State *worker_open(pool_worker *w) {
 /* Called and returns with mu held, when there is no job. A job often
    follows the last one within microseconds (a task awaiting results in a
    loop): polling briefly first saves the sleep and wake-up of a thread,
-   which is most of a round trip. Spinning workers count as idle, so no
+   which is most of a round trip. But polling takes a CPU that the loop
+   thread may need on a busy machine, so the budget adapts: it stays while
+   jobs come within it, halves on every miss down to nothing, and is tried
+   again every SPIN_PROBE waits. Polling workers count as idle, so no
    extra worker is started for a job one of them will take. */
-static void worker_wait(corio_pool *p) {
-  uint64_t until = uv_hrtime() + SPIN_NS;
-  int k = 0;
+static void worker_wait(corio_pool *p, pool_worker *w) {
+  int budget = w->spin_ns;
   p->idle++;
-  uv_mutex_unlock(&p->mu);
-  while (!__atomic_load_n(&p->count, __ATOMIC_ACQUIRE) &&
-         !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
-    if (++k % 64 == 0 && uv_hrtime() > until) break;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+  if (!budget && ++w->spin_skip >= SPIN_PROBE) {
+    w->spin_skip = 0;
+    budget = SPIN_NS;
   }
-  uv_mutex_lock(&p->mu);
+  if (budget) {
+    uint64_t t0 = uv_hrtime(), now = t0;
+    int k = 0, got;
+    uv_mutex_unlock(&p->mu);
+    while (!(got = __atomic_load_n(&p->count, __ATOMIC_ACQUIRE)) &&
+           !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
+      if (++k % 32 == 0 && (now = uv_hrtime()) - t0 > (uint64_t)budget)
+        break;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    w->spin_ns = got ? SPIN_NS : budget / 2 < 500 ? 0 : budget / 2;
+    uv_mutex_lock(&p->mu);
+  }
   while (!p->stopping && p->count == 0) uv_cond_wait(&p->cv, &p->mu);
   p->idle--;
 }
@@ -644,7 +659,7 @@ static void worker_main(void *arg) {
   for (;;) {
     pool_job *j;
     int refill;
-    if (!p->stopping && p->count == 0) worker_wait(p);
+    if (!p->stopping && p->count == 0) worker_wait(p, w);
     if (p->stopping) break;
     j = ring_shift(p);
     j->state = JOB_RUNNING;
@@ -682,6 +697,7 @@ static int pool_start_worker(corio_pool *p) {
   if (!w) return 0;
   w->pool = p;
   w->cache_ref = LUA_NOREF;
+  w->spin_ns = SPIN_NS;
   if (uv_thread_create(&w->tid, worker_main, w) != 0) {
     free(w);
     return 0;
