@@ -399,6 +399,89 @@ int corio_marshal(lua_State *L, int first, int n, corio_buf *b,
 /* Pushes the values encoded in p; returns how many. May raise (memory). */
 int corio_unmarshal(lua_State *L, const char *p, size_t n);
 
+/* The thread pool: pool.c (the loop side: jobs, queue, Lua API) and
+   worker.c (the threads). pool.c's top comment explains the design. */
+typedef struct corio_pool corio_pool;
+typedef struct corio_pool_worker corio_pool_worker;
+
+/* a job's state (changes under the pool's mu) and outcome */
+enum { CORIO_JOB_PENDING, CORIO_JOB_QUEUED, CORIO_JOB_RUNNING,
+       CORIO_JOB_DONE };
+enum { CORIO_JOB_OK, CORIO_JOB_ERROR, CORIO_JOB_FAIL };
+#define CORIO_WORKER_CACHE 256  /* functions cached per worker */
+
+/* A dumped function, shared by the jobs running it. Its reference count
+   is touched on the loop thread only: a worker reads the bytes while its
+   job, which holds a reference, runs. */
+typedef struct corio_pool_code {
+  int refs;
+  int id;           /* unique in this Lua state: the workers' cache key */
+  size_t n;
+  char bytes[1];
+} corio_pool_code;
+
+typedef struct corio_pool_job {
+  corio_link link;        /* overflow list, or the free list */
+  corio_link all;         /* p->jobs while submitted */
+  struct corio_pool_job *next; /* the done list */
+  corio_pool *pool;
+  corio_task *waiter;     /* NULL once orphaned */
+  corio_pool_worker *worker; /* while RUNNING (under mu) */
+  corio_pool_code *code;
+  const char *fname;      /* "blocking" or "run", for messages */
+  corio_buf buf;          /* the arguments, then the results */
+  int state;              /* CORIO_JOB_PENDING ... (under mu) */
+  int status;             /* CORIO_JOB_OK ... once DONE */
+} corio_pool_job;
+
+struct corio_pool_worker {
+  corio_pool *pool;
+  uv_thread_t tid;
+  int interrupt;          /* atomic: stop the running code */
+  /* under mu */
+  lua_State *L;           /* its state, once made */
+  int running;            /* it runs Lua code (init or a job) */
+  /* worker thread only */
+  int init_ok;
+  int spin_ns;            /* current polling budget (adaptive) */
+  int spin_skip;          /* waits since the last probe */
+  int cache_ref;          /* registry table: code id -> function */
+  int cache_pos;
+  int cache_ids[CORIO_WORKER_CACHE];
+};
+
+struct corio_pool {
+  uv_mutex_t mu;
+  uv_cond_t cv;           /* idle workers wait here */
+  /* under mu */
+  corio_pool_job **ring;  /* QUEUED jobs, FIFO */
+  int cap, head, count;
+  int idle, busy, exited, stopping, overflow_n;
+  corio_pool_job *done_head, *done_tail;
+  /* loop thread only */
+  uv_async_t async;
+  corio_rt *rt;
+  corio_link link;        /* in rt->pools */
+  corio_link overflow;    /* PENDING jobs: the ring was full */
+  corio_link jobs;        /* every submitted job not yet freed */
+  corio_link free;
+  int nfree;
+  struct pool_box *box;   /* the corio.Pool object, if any */
+  corio_pool_worker **workers;
+  int nworkers, started;
+  int nwait, refd, closed;
+  lua_Integer jobs_done;
+  char init[128];
+  char *path, *cpath;     /* the loop state's package paths */
+};
+
+/* pool.c: the next queued job, taken off the ring (mu held, count > 0). */
+corio_pool_job *corio_pool_take(corio_pool *p);
+/* worker.c: starts one more worker thread (loop thread); 0 on failure. */
+int corio_worker_start(corio_pool *p);
+/* worker.c: stops what w runs at its next VM instruction (mu held). */
+void corio_worker_interrupt(corio_pool_worker *w);
+
 /* Stops every pool of rt and joins its threads (a job stuck in a C call
    delays this). No Lua code runs. Called before the loop closes. */
 void corio_pool_rt_close(corio_rt *rt);

@@ -2,10 +2,13 @@
  * pool.c: corio.blocking(fn, ...) and corio.pool{...}: Lua functions run
  * on corio's own worker threads (not libuv's pool, so fs and DNS requests
  * never queue behind Lua jobs), each worker with a lua_State of its own.
+ * This is the loop side; the threads are in worker.c.
  *
- * A job is a struct pool_job: the function (as bytecode, dumped once per
- * function and loaded once per worker, see pool_code), the arguments as
- * marshaled bytes (marshal.c), later the results in the same buffer.
+ * A job is a corio_pool_job: the function (as bytecode, dumped once per
+ * function prototype and loaded once per worker, see corio_pool_code), the
+ * arguments as marshaled bytes (marshal.c), later the results in the same
+ * buffer. Job structs and their buffers are reused (a free list), so a
+ * steady stream of jobs allocates nothing.
  *
  *   loop thread                         worker thread
  *   submit: overflow list (queue full)
@@ -28,100 +31,21 @@
  * Worker states never touch the loop's Lua state: values cross as bytes.
  */
 #include "corio.h"
-#include <lualib.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define POOL_MT "corio.Pool"
 #define CODE_MT "corio.PoolCode"
 #define CODES_KEY "corio.pool.codes"
-#define WORKER_CACHE 256      /* functions cached per worker */
 #define CODES_MAX 4096        /* functions cached on the loop side */
 #define FREE_MAX 1024         /* job structs kept for reuse */
 #define BUF_KEEP (64 * 1024)  /* larger buffers are not kept for reuse */
-#define SPIN_NS 10000         /* an idle worker polls at most this long */
-#define SPIN_PROBE 32         /* waits between probes while not spinning */
 
 #if LUA_VERSION_NUM >= 503
 #define aux_dump(L, w, d) lua_dump((L), (w), (d), 0)
 #else
 #define aux_dump(L, w, d) lua_dump((L), (w), (d))
 #endif
-
-typedef struct corio_pool corio_pool;
-
-enum { JOB_PENDING, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
-enum { JOB_OK, JOB_ERROR, JOB_FAIL };
-
-/* Raised by the count hook to stop an interrupted job (its address). */
-static const char pool_interrupt_mark = 0;
-
-/* A dumped function, shared by the jobs running it. Its reference count
-   is touched on the loop thread only: a worker reads the bytes while its
-   job, which holds a reference, runs. */
-typedef struct pool_code {
-  int refs;
-  int id;           /* unique in this Lua state: the workers' cache key */
-  size_t n;
-  char bytes[1];
-} pool_code;
-
-typedef struct pool_worker pool_worker;
-
-typedef struct pool_job {
-  corio_link link;        /* overflow list, or the free list */
-  corio_link all;         /* p->jobs while submitted */
-  struct pool_job *next;  /* the done list */
-  corio_pool *pool;
-  corio_task *waiter;     /* NULL once orphaned */
-  pool_worker *worker;    /* while RUNNING (under mu) */
-  pool_code *code;
-  const char *fname;      /* "blocking" or "run", for messages */
-  corio_buf buf;          /* the arguments, then the results */
-  int state;              /* JOB_PENDING ... (under mu) */
-  int status;             /* JOB_OK ... once DONE */
-} pool_job;
-
-struct pool_worker {
-  corio_pool *pool;
-  uv_thread_t tid;
-  int interrupt;          /* atomic: stop the running code */
-  /* under mu */
-  lua_State *L;           /* its state, once made */
-  int running;            /* it runs Lua code (init or a job) */
-  /* worker thread only */
-  int init_ok;
-  int spin_ns;            /* current polling budget (adaptive) */
-  int spin_skip;          /* waits since the last probe */
-  int cache_ref;          /* registry table: code id -> function */
-  int cache_pos;
-  int cache_ids[WORKER_CACHE];
-};
-
-struct corio_pool {
-  uv_mutex_t mu;
-  uv_cond_t cv;           /* idle workers wait here */
-  /* under mu */
-  pool_job **ring;        /* QUEUED jobs, FIFO */
-  int cap, head, count;
-  int idle, busy, exited, stopping, overflow_n;
-  pool_job *done_head, *done_tail;
-  /* loop thread only */
-  uv_async_t async;
-  corio_rt *rt;
-  corio_link link;        /* in rt->pools */
-  corio_link overflow;    /* PENDING jobs: the ring was full */
-  corio_link jobs;        /* every submitted job not yet freed */
-  corio_link free;
-  int nfree;
-  struct pool_box *box;   /* the corio.Pool object, if any */
-  pool_worker **workers;
-  int nworkers, started;
-  int nwait, refd, closed;
-  lua_Integer jobs_done;
-  char init[128];
-  char *path, *cpath;     /* the loop state's package paths */
-};
 
 typedef struct pool_box {
   corio_pool *p;          /* NULL once the pool is freed */
@@ -151,12 +75,12 @@ static int code_write(lua_State *L, const void *p, size_t sz, void *ud) {
   return 0;
 }
 
-static void code_release(pool_code *c) {
+static void code_release(corio_pool_code *c) {
   if (c && --c->refs == 0) free(c);
 }
 
 static int lcode_gc(lua_State *L) {
-  pool_code **box = (pool_code **)lua_touserdata(L, 1);
+  corio_pool_code **box = (corio_pool_code **)lua_touserdata(L, 1);
   code_release(*box);
   *box = NULL;
   return 0;
@@ -209,12 +133,12 @@ static void codes_push(lua_State *L) {
 static void code_new(lua_State *L, int codes) {
   size_t n;
   const char *s = lua_tolstring(L, -1, &n);
-  pool_code **box = (pool_code **)lua_newuserdata(L, sizeof *box);
-  pool_code *c;
+  corio_pool_code **box = (corio_pool_code **)lua_newuserdata(L, sizeof *box);
+  corio_pool_code *c;
   int id;
   *box = NULL;
   luaL_setmetatable(L, CODE_MT);
-  if (!(c = (pool_code *)malloc(sizeof *c + n)))
+  if (!(c = (corio_pool_code *)malloc(sizeof *c + n)))
     luaL_error(L, "blocking: out of memory");
   lua_getfield(L, codes, "id");
   id = (int)lua_tointeger(L, -1) + 1;
@@ -235,16 +159,16 @@ static void code_new(lua_State *L, int codes) {
 }
 
 /* The code of fn at idx: cached per function, dumped on first use. */
-static pool_code *code_get(lua_State *L, int idx) {
+static corio_pool_code *code_get(lua_State *L, int idx) {
   code_writer w;
-  pool_code *c;
+  corio_pool_code *c;
   int codes, n;
   codes_push(L);
   codes = lua_gettop(L);
   lua_getfield(L, codes, "fns");
   lua_pushvalue(L, idx);
   lua_rawget(L, -2);
-  if ((c = lua_isuserdata(L, -1) ? *(pool_code **)lua_touserdata(L, -1)
+  if ((c = lua_isuserdata(L, -1) ? *(corio_pool_code **)lua_touserdata(L, -1)
                                  : NULL) != NULL) {
     lua_settop(L, codes - 1);
     return c;
@@ -271,7 +195,7 @@ static pool_code *code_get(lua_State *L, int idx) {
   } else {
     lua_remove(L, -2);
   }
-  c = *(pool_code **)lua_touserdata(L, -1);
+  c = *(corio_pool_code **)lua_touserdata(L, -1);
   lua_getfield(L, codes, "n");
   n = (int)lua_tointeger(L, -1) + 1;
   lua_pop(L, 1);
@@ -291,14 +215,14 @@ static pool_code *code_get(lua_State *L, int idx) {
 
 /* ================================================================ jobs */
 
-static pool_job *job_get(lua_State *L, corio_pool *p) {
+static corio_pool_job *job_get(lua_State *L, corio_pool *p) {
   corio_link *n = corio_list_shift(&p->free);
-  pool_job *j;
+  corio_pool_job *j;
   if (n) {
     p->nfree--;
-    j = corio_container(n, pool_job, link);
+    j = corio_container(n, corio_pool_job, link);
   } else {
-    if (!(j = (pool_job *)calloc(1, sizeof *j)))
+    if (!(j = (corio_pool_job *)calloc(1, sizeof *j)))
       luaL_error(L, "blocking: out of memory");
     corio_list_init(&j->link);
     corio_list_init(&j->all);
@@ -308,7 +232,7 @@ static pool_job *job_get(lua_State *L, corio_pool *p) {
 }
 
 /* Back to the free list (loop thread). */
-static void job_put(corio_pool *p, pool_job *j) {
+static void job_put(corio_pool *p, corio_pool_job *j) {
   corio_list_remove(&j->link);
   corio_list_remove(&j->all);
   code_release(j->code);
@@ -334,21 +258,21 @@ static void ring_count(corio_pool *p, int delta) {
   __atomic_store_n(&p->count, p->count + delta, __ATOMIC_RELEASE);
 }
 
-static void ring_push(corio_pool *p, pool_job *j) {
+static void ring_push(corio_pool *p, corio_pool_job *j) {
   p->ring[(p->head + p->count) % p->cap] = j;
   ring_count(p, 1);
-  j->state = JOB_QUEUED;
+  j->state = CORIO_JOB_QUEUED;
 }
 
-static pool_job *ring_shift(corio_pool *p) {
-  pool_job *j = p->ring[p->head];
+corio_pool_job *corio_pool_take(corio_pool *p) {
+  corio_pool_job *j = p->ring[p->head];
   p->head = (p->head + 1) % p->cap;
   ring_count(p, -1);
   return j;
 }
 
 /* Removes a queued job (a cancelled waiter's): O(queue), rare. */
-static void ring_remove(corio_pool *p, pool_job *j) {
+static void ring_remove(corio_pool *p, corio_pool_job *j) {
   int k, found = 0;
   for (k = 0; k < p->count; k++) {
     int at = (p->head + k) % p->cap;
@@ -357,353 +281,6 @@ static void ring_remove(corio_pool *p, pool_job *j) {
       p->ring[at] = p->ring[(p->head + k + 1) % p->cap];
   }
   if (found) ring_count(p, -1);
-}
-
-/* ============================================================= workers */
-
-static pool_worker *worker_of(lua_State *L) {
-#if LUA_VERSION_NUM >= 503
-  return *(pool_worker **)lua_getextraspace(L);
-#else
-  pool_worker *w;
-  lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  w = (pool_worker *)lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return w;
-#endif
-}
-
-/* The count hook, installed by worker_interrupt (from the loop thread)
-   to stop the code running in the worker's state. It checks at every
-   instruction, so that a job catching the error with pcall in a loop is
-   stopped in the loop itself, outside the pcall. A hook left over from an
-   interrupt that came too late is removed by the next job's start. */
-static void worker_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  if (__atomic_load_n(&worker_of(L)->interrupt, __ATOMIC_RELAXED)) {
-    lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
-    lua_error(L);
-  }
-}
-
-/* Stops what w runs at its next VM instruction (mu held). Why the hook is
-   installed only now, from another thread: in Lua 5.3 and 5.4 any count
-   hook makes the VM call into the debug library at every instruction,
-   whatever the count, which doubles the time of a CPU-bound job. Setting
-   the hook asynchronously is what lua.c's SIGINT handler does: the fields
-   it writes are read by the running VM at every instruction (5.1, 5.3,
-   LuaJIT's interpreter) or at every jump and call (5.4's traps). mu keeps
-   w in the same job (or init) meanwhile. Limit: the hook goes on the
-   worker's own state, so code running inside a coroutine the job made is
-   stopped once control comes back to the job's main function. */
-static void worker_interrupt(pool_worker *w) {
-  __atomic_store_n(&w->interrupt, 1, __ATOMIC_RELAXED);
-  if (w->running && w->L) lua_sethook(w->L, worker_hook, LUA_MASKCOUNT, 1);
-}
-
-/* The message handler of a job: {error value, traceback}. */
-static int worker_msgh(lua_State *L) {
-  if (lua_touserdata(L, 1) == (void *)&pool_interrupt_mark) return 1;
-#ifdef CORIO_NEED_51_AUX
-  /* PUC 5.1's debug.traceback returns a nil message as is: give it "" */
-  luaL_traceback(L, L, "", 1);
-  lua_pushstring(L, lua_tostring(L, -1) + (*lua_tostring(L, -1) == '\n'));
-  lua_remove(L, -2);
-#else
-  luaL_traceback(L, L, NULL, 1);
-#endif
-  lua_createtable(L, 2, 0);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, 1);
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, 2);
-  return 1;
-}
-
-/* Protected: the worker state's libraries, paths, hook and caches. */
-static int worker_setup(lua_State *L) {
-  pool_worker *w = (pool_worker *)lua_touserdata(L, 1);
-  corio_pool *p = w->pool;
-  luaL_openlibs(L);
-  lua_getglobal(L, "package");
-  if (lua_istable(L, -1)) {
-    if (p->path) lua_pushstring(L, p->path), lua_setfield(L, -2, "path");
-    if (p->cpath) lua_pushstring(L, p->cpath), lua_setfield(L, -2, "cpath");
-  }
-  lua_pop(L, 1);
-#ifdef LUAJIT_VERSION_NUM
-  /* LuaJIT calls hooks only in the interpreter: without this, compiled
-     loops could never be interrupted */
-  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-#endif
-#if LUA_VERSION_NUM >= 503
-  *(pool_worker **)lua_getextraspace(L) = w;
-#else
-  lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
-  lua_pushlightuserdata(L, w);
-  lua_rawset(L, LUA_REGISTRYINDEX);
-#endif
-  lua_newtable(L);
-  w->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 0;
-}
-
-/* require(init) in the worker's state; on failure pushes the message and
-   returns 0. Retried on every job until it succeeds. */
-static int worker_init(lua_State *L, pool_worker *w) {
-  const char *init = w->pool->init;
-  if (w->init_ok || !init[0]) return w->init_ok = 1;
-  lua_getglobal(L, "require");
-  lua_pushstring(L, init);
-  if (lua_pcall(L, 1, 0, 0) == LUA_OK) return w->init_ok = 1;
-  /* 5.1 leaves a sentinel in package.loaded that would turn the retry's
-     message into "loop or previous error": clear it */
-  lua_getglobal(L, "package");
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "loaded");
-    if (lua_istable(L, -1)) {
-      lua_pushnil(L);
-      lua_setfield(L, -2, init);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  if (lua_touserdata(L, -1) == (void *)&pool_interrupt_mark) {
-    lua_pop(L, 1);
-    lua_pushliteral(L, "interrupted");
-  }
-  lua_pushfstring(L, "init module '%s' failed in a worker: %s", init,
-                  lua_isstring(L, -1) ? lua_tostring(L, -1)
-                                      : luaL_typename(L, -1));
-  lua_remove(L, -2);
-  return 0;
-}
-
-static int worker_init_p(lua_State *L) {
-  worker_init(L, (pool_worker *)lua_touserdata(L, 1));
-  return 0;
-}
-
-/* Pushes the job's function, from the worker's cache or loaded. */
-static void worker_fn(lua_State *L, pool_worker *w, const pool_code *c) {
-  int *slot;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, w->cache_ref);
-  lua_rawgeti(L, -1, c->id);
-  if (!lua_isnil(L, -1)) {
-    lua_remove(L, -2);
-    return;
-  }
-  lua_pop(L, 1);
-  if (luaL_loadbuffer(L, c->bytes, c->n, "=blocking") != LUA_OK)
-    lua_error(L);
-  slot = &w->cache_ids[w->cache_pos];
-  w->cache_pos = (w->cache_pos + 1) % WORKER_CACHE;
-  if (*slot) { /* evict the oldest */
-    lua_pushnil(L);
-    lua_rawseti(L, -3, *slot);
-  }
-  *slot = c->id;
-  lua_pushvalue(L, -1);
-  lua_rawseti(L, -3, c->id);
-  lua_remove(L, -2);
-}
-
-/* Encodes a failure message as the job's outcome. */
-static void job_fail(lua_State *L, pool_job *j, const char *msg) {
-  char err[64];
-  lua_pushstring(L, msg);
-  j->status = JOB_FAIL;
-  if (corio_marshal(L, lua_gettop(L), 1, &j->buf, "error", err, sizeof err))
-    j->buf.n = 0;
-  lua_pop(L, 1);
-}
-
-/* Encodes the error from the job's pcall (on top) as its outcome. */
-static void job_error(lua_State *L, pool_job *j) {
-  char err[256];
-  int top = lua_gettop(L);
-  if (lua_touserdata(L, top) == (void *)&pool_interrupt_mark) {
-    job_fail(L, j, "interrupted");
-    return;
-  }
-  j->status = JOB_ERROR;
-  if (!lua_istable(L, top)) { /* the handler itself failed */
-    lua_createtable(L, 2, 0);
-    lua_pushvalue(L, top);
-    lua_rawseti(L, -2, 1);
-    lua_replace(L, top);
-  }
-  lua_rawgeti(L, top, 1);
-  lua_rawgeti(L, top, 2);
-  if (corio_marshal(L, top + 1, 2, &j->buf, "error", err, sizeof err)) {
-    lua_pushfstring(L, "(error object is a %s value)",
-                    luaL_typename(L, top + 1));
-    lua_replace(L, top + 1);
-    if (corio_marshal(L, top + 1, 2, &j->buf, "error", err, sizeof err))
-      job_fail(L, j, err);
-  }
-}
-
-/* Protected, in the worker's state: run job j (arg 1) and encode what it
-   gave in j->buf. */
-static int worker_job(lua_State *L) {
-  pool_job *j = (pool_job *)lua_touserdata(L, 1);
-  pool_worker *w = worker_of(L);
-  char err[256];
-  int n, st;
-  if (!worker_init(L, w)) {
-    job_fail(L, j, lua_tostring(L, -1));
-    return 0;
-  }
-  lua_pushcfunction(L, worker_msgh); /* 2 */
-  worker_fn(L, w, j->code);          /* 3 */
-  n = corio_unmarshal(L, j->buf.p, j->buf.n);
-  st = lua_pcall(L, n, LUA_MULTRET, 2);
-  if (st != LUA_OK) {
-    job_error(L, j);
-    return 0;
-  }
-  n = lua_gettop(L) - 2;
-  j->status = JOB_OK;
-  if (corio_marshal(L, 3, n, &j->buf, "results", err, sizeof err)) {
-    lua_pushfstring(L, "%s: %s", j->fname, err);
-    job_fail(L, j, lua_tostring(L, -1));
-  }
-  return 0;
-}
-
-static void worker_run(pool_worker *w, lua_State *L, pool_job *j) {
-  if (!L) {
-    j->status = JOB_FAIL; /* no state to encode with: an empty message */
-    j->buf.n = 0;
-    return;
-  }
-  lua_pushcfunction(L, worker_job);
-  lua_pushlightuserdata(L, j);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* out of memory, mostly */
-    lua_settop(L, 0);
-    job_fail(L, j, "the worker ran out of memory");
-  }
-  lua_settop(L, 0);
-  (void)w;
-}
-
-/* The worker's state, its first try of init done (unless stopping). */
-static lua_State *worker_open(pool_worker *w) {
-  corio_pool *p = w->pool;
-  lua_State *L = luaL_newstate();
-  int go;
-  if (!L) return NULL;
-  lua_pushcfunction(L, worker_setup);
-  lua_pushlightuserdata(L, w);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-    lua_close(L);
-    return NULL;
-  }
-  uv_mutex_lock(&p->mu);
-  w->L = L;
-  go = w->running = !p->stopping;
-  uv_mutex_unlock(&p->mu);
-  if (go) {
-    lua_pushcfunction(L, worker_init_p);
-    lua_pushlightuserdata(L, w);
-    lua_pcall(L, 1, 0, 0);
-    lua_settop(L, 0);
-  }
-  uv_mutex_lock(&p->mu);
-  w->running = 0;
-  uv_mutex_unlock(&p->mu);
-  return L;
-}
-
-/* Called and returns with mu held, when there is no job. A job often
-   follows the last one within microseconds (a task awaiting results in a
-   loop): polling briefly first saves the sleep and wake-up of a thread,
-   which is most of a round trip. But polling takes a CPU that the loop
-   thread may need on a busy machine, so the budget adapts: it stays while
-   jobs come within it, halves on every miss down to nothing, and is tried
-   again every SPIN_PROBE waits. Polling workers count as idle, so no
-   extra worker is started for a job one of them will take. */
-static void worker_wait(corio_pool *p, pool_worker *w) {
-  int budget = w->spin_ns;
-  p->idle++;
-  if (!budget && ++w->spin_skip >= SPIN_PROBE) {
-    w->spin_skip = 0;
-    budget = SPIN_NS;
-  }
-  if (budget) {
-    uint64_t t0 = uv_hrtime(), now = t0;
-    int k = 0, got;
-    uv_mutex_unlock(&p->mu);
-    while (!(got = __atomic_load_n(&p->count, __ATOMIC_ACQUIRE)) &&
-           !__atomic_load_n(&p->stopping, __ATOMIC_ACQUIRE)) {
-      if (++k % 32 == 0 && (now = uv_hrtime()) - t0 > (uint64_t)budget)
-        break;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
-    w->spin_ns = got ? SPIN_NS : budget / 2 < 500 ? 0 : budget / 2;
-    uv_mutex_lock(&p->mu);
-  }
-  while (!p->stopping && p->count == 0) uv_cond_wait(&p->cv, &p->mu);
-  p->idle--;
-}
-
-static void worker_main(void *arg) {
-  pool_worker *w = (pool_worker *)arg;
-  corio_pool *p = w->pool;
-  lua_State *L = worker_open(w);
-  uv_mutex_lock(&p->mu);
-  for (;;) {
-    pool_job *j;
-    int refill;
-    if (!p->stopping && p->count == 0) worker_wait(p, w);
-    if (p->stopping) break;
-    j = ring_shift(p);
-    j->state = JOB_RUNNING;
-    j->worker = w;
-    __atomic_store_n(&w->interrupt, 0, __ATOMIC_RELAXED);
-    if (L) lua_sethook(L, NULL, 0, 0); /* a late interrupt's hook */
-    w->running = 1;
-    p->busy++;
-    refill = p->overflow_n > 0; /* a slot freed: let the loop fill it */
-    uv_mutex_unlock(&p->mu);
-    if (refill) uv_async_send(&p->async);
-    worker_run(w, L, j);
-    uv_mutex_lock(&p->mu);
-    w->running = 0;
-    p->busy--;
-    j->state = JOB_DONE;
-    j->worker = NULL;
-    if (p->done_tail) p->done_tail->next = j;
-    else p->done_head = j;
-    p->done_tail = j;
-    uv_mutex_unlock(&p->mu);
-    uv_async_send(&p->async);
-    uv_mutex_lock(&p->mu);
-  }
-  p->exited++;
-  uv_mutex_unlock(&p->mu);
-  if (L) lua_close(L); /* by the thread that used it */
-  /* the loop joins this thread before it frees p */
-  uv_async_send(&p->async);
-}
-
-/* Starts one more worker (loop thread); 0 on failure. */
-static int pool_start_worker(corio_pool *p) {
-  pool_worker *w = (pool_worker *)calloc(1, sizeof *w);
-  if (!w) return 0;
-  w->pool = p;
-  w->cache_ref = LUA_NOREF;
-  w->spin_ns = SPIN_NS;
-  if (uv_thread_create(&w->tid, worker_main, w) != 0) {
-    free(w);
-    return 0;
-  }
-  p->workers[p->started++] = w;
-  return 1;
 }
 
 /* ================================================================ pool */
@@ -717,19 +294,20 @@ static void pool_ref_update(corio_pool *p) {
 }
 
 /* Puts jobs in the ring: the overflow first (FIFO), then j if any.
-   Wakes idle workers and starts more while jobs outnumber them. */
-static void pool_fill(corio_pool *p, pool_job *j) {
+   Wakes idle workers and starts more while jobs outnumber the workers
+   not busy (idle, polling, or starting up). */
+static void pool_fill(corio_pool *p, corio_pool_job *j) {
   corio_link *n;
   int more;
   uv_mutex_lock(&p->mu);
   while (p->count < p->cap && (n = corio_list_shift(&p->overflow))) {
     p->overflow_n--;
-    ring_push(p, corio_container(n, pool_job, link));
+    ring_push(p, corio_container(n, corio_pool_job, link));
   }
   if (j && p->count < p->cap && corio_list_empty(&p->overflow)) {
     ring_push(p, j);
   } else if (j) {
-    j->state = JOB_PENDING;
+    j->state = CORIO_JOB_PENDING;
     corio_list_push(&p->overflow, &j->link);
     p->overflow_n++;
   }
@@ -737,10 +315,10 @@ static void pool_fill(corio_pool *p, pool_job *j) {
     if (p->count > 1) uv_cond_broadcast(&p->cv);
     else if (p->count == 1) uv_cond_signal(&p->cv);
   }
-  more = p->count - p->idle;
+  more = p->count - (p->started - p->exited - p->busy);
   uv_mutex_unlock(&p->mu);
   while (more-- > 0 && p->started < p->nworkers)
-    if (!pool_start_worker(p)) break;
+    if (!corio_worker_start(p)) break;
 }
 
 static void pool_on_closed(uv_handle_t *h) {
@@ -751,7 +329,7 @@ static void pool_on_closed(uv_handle_t *h) {
    call delays this). No Lua code. The memory goes in the close callback. */
 static void pool_free(corio_pool *p) {
   corio_link *n;
-  pool_job *d;
+  corio_pool_job *d;
   int i;
   for (i = 0; i < p->started; i++) {
     uv_thread_join(&p->workers[i]->tid);
@@ -759,7 +337,7 @@ static void pool_free(corio_pool *p) {
   }
   for (d = p->done_head; d; d = d->next) corio_list_remove(&d->all);
   while ((n = corio_list_shift(&p->jobs))) { /* stray: detach, free */
-    pool_job *j = corio_container(n, pool_job, all);
+    corio_pool_job *j = corio_container(n, corio_pool_job, all);
     job_put(p, j);
   }
   while ((d = p->done_head)) {
@@ -767,7 +345,7 @@ static void pool_free(corio_pool *p) {
     job_put(p, d);
   }
   while ((n = corio_list_shift(&p->free))) {
-    pool_job *j = corio_container(n, pool_job, link);
+    corio_pool_job *j = corio_container(n, corio_pool_job, link);
     corio_buf_free(&j->buf);
     free(j);
   }
@@ -797,11 +375,11 @@ static void pool_stop(lua_State *L, corio_pool *p) {
   __atomic_store_n(&p->stopping, 1, __ATOMIC_RELEASE);
   ring_count(p, -p->count);
   p->overflow_n = 0;
-  for (i = 0; i < p->started; i++) worker_interrupt(p->workers[i]);
+  for (i = 0; i < p->started; i++) corio_worker_interrupt(p->workers[i]);
   uv_cond_broadcast(&p->cv);
   uv_mutex_unlock(&p->mu);
   for (n = p->jobs.next; n != &p->jobs;) {
-    pool_job *j = corio_container(n, pool_job, all);
+    corio_pool_job *j = corio_container(n, corio_pool_job, all);
     corio_task *t = j->waiter;
     n = n->next;
     if (t) {
@@ -821,17 +399,17 @@ static void pool_stop(lua_State *L, corio_pool *p) {
     uv_mutex_lock(&p->mu);
     state = j->state;
     uv_mutex_unlock(&p->mu);
-    if (state == JOB_PENDING || state == JOB_QUEUED) job_put(p, j);
+    if (state == CORIO_JOB_PENDING || state == CORIO_JOB_QUEUED) job_put(p, j);
   }
   pool_ref_update(p);
   if (p->started == 0) pool_free(p);
 }
 
-static void pool_deliver_value(lua_State *L, pool_job *j) {
+static void pool_deliver_value(lua_State *L, corio_pool_job *j) {
   lua_State *co;
   corio_task *t = (corio_task *)lua_touserdata(L, 2);
   int n;
-  if (j->status == JOB_OK) {
+  if (j->status == CORIO_JOB_OK) {
     n = corio_unmarshal(L, j->buf.p, j->buf.n);
     co = corio_wake_stack(t, n);
     lua_xmove(L, co, n);
@@ -839,7 +417,7 @@ static void pool_deliver_value(lua_State *L, pool_job *j) {
     return;
   }
   n = j->buf.n ? corio_unmarshal(L, j->buf.p, j->buf.n) : 0;
-  if (j->status == JOB_ERROR && n == 2 && lua_istable(L, -2)) {
+  if (j->status == CORIO_JOB_ERROR && n == 2 && lua_istable(L, -2)) {
     lua_getfield(L, -2, "kind");
     lua_getfield(L, -3, "message");
     if (lua_type(L, -2) == LUA_TSTRING && lua_isstring(L, -1)) {
@@ -867,7 +445,7 @@ static void pool_deliver_value(lua_State *L, pool_job *j) {
   else
     corio_error_push(L, "task", NULL, "%s: the worker could not run the "
                      "job (out of memory)", j->fname);
-  if (j->status == JOB_ERROR && n == 2) {
+  if (j->status == CORIO_JOB_ERROR && n == 2) {
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "traceback");
     lua_pushvalue(L, -3);
@@ -878,12 +456,12 @@ static void pool_deliver_value(lua_State *L, pool_job *j) {
 }
 
 static int pool_deliver_p(lua_State *L) {
-  pool_deliver_value(L, (pool_job *)lua_touserdata(L, 1));
+  pool_deliver_value(L, (corio_pool_job *)lua_touserdata(L, 1));
   return 0;
 }
 
 /* Hands a finished job's outcome to its waiter, or drops an orphan. */
-static void job_finish(corio_pool *p, pool_job *j) {
+static void job_finish(corio_pool *p, corio_pool_job *j) {
   corio_task *t = j->waiter;
   lua_State *L = p->rt->L;
   p->jobs_done++;
@@ -907,7 +485,7 @@ static void job_finish(corio_pool *p, pool_job *j) {
 
 static void pool_on_async(uv_async_t *h) {
   corio_pool *p = (corio_pool *)h->data;
-  pool_job *done;
+  corio_pool_job *done;
   int gone;
   uv_mutex_lock(&p->mu);
   done = p->done_head;
@@ -915,7 +493,7 @@ static void pool_on_async(uv_async_t *h) {
   gone = p->stopping && p->exited == p->started;
   uv_mutex_unlock(&p->mu);
   while (done) {
-    pool_job *next = done->next;
+    corio_pool_job *next = done->next;
     job_finish(p, done);
     done = next;
   }
@@ -935,8 +513,8 @@ static corio_pool *pool_new(lua_State *L, corio_rt *rt, int workers,
     luaL_error(L, "bad option 'init' (module name too long)");
   if (!(p = (corio_pool *)calloc(1, sizeof *p)))
     luaL_error(L, "pool: out of memory");
-  p->ring = (pool_job **)calloc((size_t)queue, sizeof *p->ring);
-  p->workers = (pool_worker **)calloc((size_t)workers, sizeof *p->workers);
+  p->ring = (corio_pool_job **)calloc((size_t)queue, sizeof *p->ring);
+  p->workers = (corio_pool_worker **)calloc((size_t)workers, sizeof *p->workers);
   if (!p->ring || !p->workers || uv_mutex_init(&p->mu) != 0) {
     free(p->ring);
     free(p->workers);
@@ -971,7 +549,7 @@ static corio_pool *pool_new(lua_State *L, corio_rt *rt, int workers,
 
 /* The abort hook of a task waiting on its job. */
 static int pool_abort(corio_task *t, int woken) {
-  pool_job *j = (pool_job *)t->wait.obj;
+  corio_pool_job *j = (corio_pool_job *)t->wait.obj;
   corio_pool *p;
   int state;
   if (woken == 1) return 1; /* the results are dropped */
@@ -980,17 +558,17 @@ static int pool_abort(corio_task *t, int woken) {
   p->nwait--;
   uv_mutex_lock(&p->mu);
   state = j->state;
-  if (state == JOB_PENDING) {
+  if (state == CORIO_JOB_PENDING) {
     p->overflow_n--;
-  } else if (state == JOB_QUEUED) {
+  } else if (state == CORIO_JOB_QUEUED) {
     ring_remove(p, j);
-  } else if (state == JOB_RUNNING) { /* stop it at its next check */
-    worker_interrupt(j->worker);
+  } else if (state == CORIO_JOB_RUNNING) { /* stop it at its next check */
+    corio_worker_interrupt(j->worker);
   }
   uv_mutex_unlock(&p->mu);
-  if (state == JOB_PENDING || state == JOB_QUEUED) {
+  if (state == CORIO_JOB_PENDING || state == CORIO_JOB_QUEUED) {
     job_put(p, j);
-    if (state == JOB_QUEUED && woken == 0) pool_fill(p, NULL);
+    if (state == CORIO_JOB_QUEUED && woken == 0) pool_fill(p, NULL);
   }
   pool_ref_update(p);
   return 1;
@@ -1001,12 +579,16 @@ static int pool_abort(corio_task *t, int woken) {
 static int pool_submit(lua_State *L, corio_pool *p, corio_task *t, int fnidx,
                        const char *fname) {
   char err[256];
-  pool_code *c = code_get(L, fnidx);
-  pool_job *j = job_get(L, p);
+  corio_pool_code *c = code_get(L, fnidx);
+  corio_pool_job *j = job_get(L, p);
   if (corio_marshal(L, fnidx + 1, lua_gettop(L) - fnidx, &j->buf, "args",
                     err, sizeof err)) {
     job_put(p, j);
     return luaL_error(L, "%s: %s", fname, err);
+  }
+  if (p->started == 0 && !corio_worker_start(p)) { /* not even one */
+    job_put(p, j);
+    return luaL_error(L, "%s: cannot start a worker thread", fname);
   }
   c->refs++;
   j->code = c;
@@ -1015,11 +597,6 @@ static int pool_submit(lua_State *L, corio_pool *p, corio_task *t, int fnidx,
   corio_list_push(&p->jobs, &j->all);
   p->nwait++;
   pool_fill(p, j);
-  if (p->started == 0) { /* not even one thread */
-    job_put(p, j);
-    p->nwait--;
-    return luaL_error(L, "%s: cannot start a worker thread", fname);
-  }
   pool_ref_update(p);
   return corio_await(L, t, "blocking", pool_abort, j, -1);
 }

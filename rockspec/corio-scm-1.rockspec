@@ -48,6 +48,7 @@ build = {
         "csrc/observe.c",
         "csrc/marshal.c",
         "csrc/pool.c",
+        "csrc/worker.c",
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
