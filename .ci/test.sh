@@ -12,8 +12,8 @@
 # where busted runs add their successes to "passed" and failures + errors
 # to "failed" (a run that crashes, times out or exits non-zero after a
 # clean summary, e.g. a LeakSanitizer or ThreadSanitizer report, adds 1
-# failure), a failed build adds 1 failure, and luacheck and each example add 1 to one
-# side. Exit status is non-zero if anything failed.
+# failure), a failed build adds 1 failure, and luacheck and each example
+# add 1 to one side. Exit status is non-zero if anything failed.
 #
 # Knobs: BUSTED_TIMEOUT (seconds per busted run, default 300),
 # EXAMPLE_TIMEOUT (default 60), VARIANTS (default "5.4 5.3 5.1 luajit"),
@@ -99,25 +99,20 @@ for v in $VARIANTS; do
     fail "build $v"
   fi
 done
+# build_san NAME: the sanitized module (make NAME); 0 when it built. The
+# sanitizer variants take the pure-Lua modules from .rocks/5.4.
+build_san() {
+  section "build ($1)"
+  if [[ " ${built[*]} " == *" 5.4 "* ]] && make --no-print-directory "$1"; then
+    return 0
+  fi
+  fail "build $1"
+  return 1
+}
 asan_ok=0
-if [[ $ASAN == 1 ]]; then
-  section "build (asan)"
-  # The asan variant takes the pure-Lua modules from .rocks/5.4.
-  if [[ " ${built[*]} " == *" 5.4 "* ]] && make --no-print-directory asan; then
-    asan_ok=1
-  else
-    fail "build asan"
-  fi
-fi
 tsan_ok=0
-if [[ $TSAN == 1 ]]; then
-  section "build (tsan)"
-  if [[ " ${built[*]} " == *" 5.4 "* ]] && make --no-print-directory tsan; then
-    tsan_ok=1
-  else
-    fail "build tsan"
-  fi
-fi
+[[ $ASAN == 1 ]] && build_san asan && asan_ok=1
+[[ $TSAN == 1 ]] && build_san tsan && tsan_ok=1
 
 # A module missing from the rockspec is not installed into the trees, so
 # its specs would fail to require it: say so up front.

@@ -103,6 +103,16 @@ static void code_check(lua_State *L, int idx) {
   }
 }
 
+/* Sets field `name` of the table on top to a new table of weak `mode`. */
+static void aux_weak(lua_State *L, const char *name, const char *mode) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, name);
+}
+
 /* The codes table: weak fn -> box, and weak bytecode -> box, so that
    closures of one prototype share one id (and one load per worker). */
 static void codes_push(lua_State *L) {
@@ -110,18 +120,8 @@ static void codes_push(lua_State *L) {
   if (lua_istable(L, -1)) return;
   lua_pop(L, 1);
   lua_createtable(L, 0, 4);
-  lua_newtable(L);                      /* fn -> box */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "fns");
-  lua_newtable(L);                      /* bytecode -> box */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, -2, "bytes");
+  aux_weak(L, "fns", "k");
+  aux_weak(L, "bytes", "v");
   lua_pushinteger(L, 0);
   lua_setfield(L, -2, "n");             /* entries since the last reset */
   lua_pushvalue(L, -1);

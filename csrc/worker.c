@@ -81,7 +81,8 @@ static int worker_msgh(lua_State *L) {
   return 1;
 }
 
-/* Protected: the worker state's libraries, paths, hook and caches. */
+/* Protected: the worker state's libraries, paths, worker pointer (for
+   the hook) and function cache. */
 static int worker_setup(lua_State *L) {
   corio_pool_worker *w = (corio_pool_worker *)lua_touserdata(L, 1);
   corio_pool *p = w->pool;

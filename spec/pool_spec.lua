@@ -15,6 +15,13 @@ end
 
 local function spin() while true do end end
 
+-- uses about secs of CPU time, then returns "done"
+local function burn(secs)
+  local c = os.clock()
+  while os.clock() - c < secs do end
+  return "done"
+end
+
 -- spins until the file `path` exists (interruptible: a Lua loop)
 local function gate(path, ret)
   while true do
@@ -324,11 +331,7 @@ describe("corio.blocking", function()
   it("works on a virtual-clock runtime, time standing still while a job runs", function()
     local r, dt = H.run(function()
       local t0 = corio.now()
-      local v = corio.blocking(function()
-        local c = os.clock()
-        while os.clock() - c < 0.02 do end
-        return "done"
-      end)
+      local v = corio.blocking(burn, 0.02)
       return v, corio.now() - t0
     end)
     assert.equal("done", r)
@@ -337,11 +340,7 @@ describe("corio.blocking", function()
 
   it("does not let virtual time jump past a running job to a timer", function()
     local ok, r = pcall(H.run, function()
-      return corio.timeout(5, corio.blocking, function()
-        local c = os.clock()
-        while os.clock() - c < 0.02 do end
-        return "done"
-      end)
+      return corio.timeout(5, corio.blocking, burn, 0.02)
     end)
     if not ok and corio.is_timeout(r) then
       -- the known gap: runtime.c's rt_loop jumps virtual time to the next
