@@ -485,6 +485,9 @@ void corio_worker_interrupt(corio_pool_worker *w);
 /* Stops every pool of rt and joins its threads (a job stuck in a C call
    delays this). No Lua code runs. Called before the loop closes. */
 void corio_pool_rt_close(corio_rt *rt);
+/* Whether a task of rt waits on a pool job (real work in flight). For
+   rt_loop: on a virtual clock, time must not jump while this holds. */
+int corio_pool_busy(corio_rt *rt);
 /* Adds workers, workers_busy, jobs_queued, jobs_done to the table on top. */
 void corio_pool_stats(lua_State *L, corio_rt *rt);
 

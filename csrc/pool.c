@@ -697,6 +697,13 @@ void corio_pool_rt_close(corio_rt *rt) {
   }
 }
 
+int corio_pool_busy(corio_rt *rt) {
+  corio_link *n;
+  for (n = rt->pools.next; n && n != &rt->pools; n = n->next)
+    if (corio_container(n, corio_pool, link)->nwait > 0) return 1;
+  return 0;
+}
+
 void corio_pool_stats(lua_State *L, corio_rt *rt) {
   lua_Integer workers = 0, busy = 0, queued = 0, done = 0;
   corio_link *n;
