@@ -444,6 +444,17 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
   for _, entry in ipairs(results) do
+    if entry.w.name == "pool_cpu" then
+      out[#out + 1] = ""
+      out[#out + 1] = "Thread pool rows: luv is `uv.new_work` (libuv's pool, 4 threads) driven"
+      out[#out + 1] = "by `bench/rt_luv.lua`. The speedup cannot exceed the machine's ceiling"
+      out[#out + 1] = "row (W processes at once): on a machine whose CPUs share one core's"
+      out[#out + 1] = "throughput it is about 1. Round trips depend on load: an idle worker"
+      out[#out + 1] = "polls a few µs for the next job only while jobs keep coming that fast"
+      out[#out + 1] = "(on an idle machine a round trip then skips both thread wake-ups)."
+    end
+  end
+  for _, entry in ipairs(results) do
     if entry.w.name == "combinators" then
       out[#out + 1] = ""
       out[#out + 1] = "## Combinator overhead (#3, corio only)"
