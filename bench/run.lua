@@ -440,7 +440,7 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = "uses each implementation's own clock. luv timers have 1 ms"
   out[#out + 1] = "granularity, so luv can wake up to 1 ms early."
   out[#out + 1] = ""
-  out[#out + 1] = "## Runtime core (#2), synchronisation (#4), thread pool (#8)"
+  out[#out + 1] = "## Runtime core (#2) and synchronisation (#4)"
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
   for _, entry in ipairs(results) do
