@@ -328,6 +328,32 @@ describe("corio.blocking", function()
     assert.equal("released", r)
   end)
 
+  it("survives a storm of cancellations at every stage of a job", function()
+    local ok_count, st = H.run(function()
+      math.randomseed(7)
+      local p = corio.pool { workers = 2, queue = 4 }
+      local ts = {}
+      for i = 1, 300 do
+        local limit, work = math.random() * 0.004, math.random() * 0.003
+        ts[i] = corio.spawn(corio.timeout, limit, p.run, p, burn, work)
+        if i % 7 == 0 then ts[i]:cancel() end
+        if i % 50 == 0 then corio.sleep(0.001) end
+      end
+      local n = 0
+      for i = 1, 300 do
+        if ts[i]:wait() then n = n + 1 end
+      end
+      assert.equal("done", p:run(burn, 0))
+      eventually(function() return busy() == 0 end)
+      local s = corio.stats()
+      p:close()
+      return n, s
+    end, real())
+    assert.is_true(ok_count < 300)
+    assert.equal(0, st.jobs_queued)
+    assert.equal(0, st.workers_busy)
+  end)
+
   it("works on a virtual-clock runtime, time standing still while a job runs", function()
     local r, dt = H.run(function()
       local t0 = corio.now()
