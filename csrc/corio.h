@@ -438,6 +438,7 @@ struct corio_pool_worker {
   corio_pool *pool;
   uv_thread_t tid;
   int interrupt;          /* atomic: stop the running code */
+  lua_State *current;     /* atomic: the coroutine it runs, NULL: main */
   /* under mu */
   lua_State *L;           /* its state, once made */
   int running;            /* it runs Lua code (init or a job) */

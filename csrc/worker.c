@@ -41,10 +41,12 @@ static corio_pool_worker *worker_of(lua_State *L) {
    interrupt that came too late is removed by the next job's start. */
 static void worker_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  if (__atomic_load_n(&worker_of(L)->interrupt, __ATOMIC_RELAXED)) {
-    lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
-    lua_error(L);
+  if (!__atomic_load_n(&worker_of(L)->interrupt, __ATOMIC_RELAXED)) {
+    lua_sethook(L, NULL, 0, 0); /* left on a coroutine by a past job */
+    return;
   }
+  lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
+  lua_error(L);
 }
 
 /* Stops what w runs at its next VM instruction (mu held). Why the hook is
@@ -54,13 +56,60 @@ static void worker_hook(lua_State *L, lua_Debug *ar) {
    the hook asynchronously is what lua.c's SIGINT handler does: the fields
    it writes are read by the running VM at every instruction (5.1, 5.3,
    LuaJIT's interpreter) or at every jump and call (5.4's traps). mu keeps
-   w in the same job (or init) meanwhile. Limit: the hook goes on the
-   worker's own state, so code running inside a coroutine the job made is
-   stopped once control comes back to the job's main function. */
+   w in the same job (or init) meanwhile. The hook goes on the worker's
+   state and on the coroutine it runs, if any (see worker_coro_src);
+   coroutines made afterwards inherit it. The one hazard left: in 5.4 the
+   call walks the running state's CallInfo list, as it does in a signal. */
 void corio_worker_interrupt(corio_pool_worker *w) {
+  lua_State *co = __atomic_load_n(&w->current, __ATOMIC_ACQUIRE);
   __atomic_store_n(&w->interrupt, 1, __ATOMIC_RELAXED);
-  if (w->running && w->L) lua_sethook(w->L, worker_hook, LUA_MASKCOUNT, 1);
+  if (!w->running || !w->L) return;
+  lua_sethook(w->L, worker_hook, LUA_MASKCOUNT, 1);
+  if (co && co != w->L) lua_sethook(co, worker_hook, LUA_MASKCOUNT, 1);
 }
+
+#ifndef LUAJIT_VERSION_NUM
+/* coroutine.resume and coroutine.wrap in a worker state: the same, but
+   they keep w->current (setcur) naming the coroutine that runs, so that
+   an interrupt reaches code looping inside one. C code resuming
+   coroutines itself is not tracked: it is stopped when it returns. */
+static const char worker_coro_src[] =
+    "local setcur, create, resume, running, close, v54 = ...\n"
+    "local function back(...) setcur(running()) return ... end\n"
+    "local function resume_t(co, ...) setcur(co) return back(resume(co, ...)) end\n"
+    "local function finish(co, ok, ...)\n"
+    "  if ok then return ... end\n"
+    "  local e = ...\n"
+    "  if close then close(co) end\n"
+    "  error(e, (v54 and type(e) == 'string') and 2 or 0)\n"
+    "end\n"
+    "coroutine.resume = resume_t\n"
+    "coroutine.wrap = function(f)\n"
+    "  local co = create(f)\n"
+    "  return function(...) return finish(co, resume_t(co, ...)) end\n"
+    "end\n";
+
+static int worker_setcur(lua_State *L) {
+  corio_pool_worker *w = worker_of(L);
+  __atomic_store_n(&w->current, lua_tothread(L, 1), __ATOMIC_RELEASE);
+  return 0;
+}
+
+static void worker_coro(lua_State *L) {
+  if (luaL_loadbuffer(L, worker_coro_src, sizeof worker_coro_src - 1,
+                      "=corio.worker") != LUA_OK)
+    lua_error(L);
+  lua_pushcfunction(L, worker_setcur);
+  lua_getglobal(L, "coroutine");
+  lua_getfield(L, -1, "create");
+  lua_getfield(L, -2, "resume");
+  lua_getfield(L, -3, "running");
+  lua_getfield(L, -4, "close");
+  lua_remove(L, -5);
+  lua_pushboolean(L, LUA_VERSION_NUM >= 504);
+  lua_call(L, 6, 0);
+}
+#endif
 
 /* The message handler of a job: {error value, traceback}. */
 static int worker_msgh(lua_State *L) {
@@ -104,6 +153,9 @@ static int worker_setup(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&pool_interrupt_mark);
   lua_pushlightuserdata(L, w);
   lua_rawset(L, LUA_REGISTRYINDEX);
+#endif
+#ifndef LUAJIT_VERSION_NUM
+  worker_coro(L); /* LuaJIT's hooks are global: no need */
 #endif
   lua_newtable(L);
   w->cache_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -326,6 +378,7 @@ static void worker_main(void *arg) {
     j->state = CORIO_JOB_RUNNING;
     j->worker = w;
     __atomic_store_n(&w->interrupt, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->current, NULL, __ATOMIC_RELEASE);
     if (L) lua_sethook(L, NULL, 0, 0); /* a late interrupt's hook */
     w->running = 1;
     p->busy++;
