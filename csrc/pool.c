@@ -514,15 +514,22 @@ static corio_pool *pool_new(lua_State *L, corio_rt *rt, int workers,
   if (!(p = (corio_pool *)calloc(1, sizeof *p)))
     luaL_error(L, "pool: out of memory");
   p->ring = (corio_pool_job **)calloc((size_t)queue, sizeof *p->ring);
-  p->workers = (corio_pool_worker **)calloc((size_t)workers, sizeof *p->workers);
+  p->workers = (corio_pool_worker **)calloc((size_t)workers,
+                                            sizeof *p->workers);
   if (!p->ring || !p->workers || uv_mutex_init(&p->mu) != 0) {
     free(p->ring);
     free(p->workers);
     free(p);
     luaL_error(L, "pool: out of memory");
   }
-  uv_cond_init(&p->cv);
-  uv_async_init(&rt->loop, &p->async, pool_on_async);
+  if (uv_cond_init(&p->cv) != 0 ||
+      uv_async_init(&rt->loop, &p->async, pool_on_async) != 0) {
+    uv_mutex_destroy(&p->mu); /* (a failed cond init leaves nothing) */
+    free(p->ring);
+    free(p->workers);
+    free(p);
+    luaL_error(L, "pool: cannot create the pool's wake-up handle");
+  }
   uv_unref((uv_handle_t *)&p->async);
   p->async.data = p;
   p->cap = queue;
