@@ -199,7 +199,8 @@ static int worker_init_p(lua_State *L) {
 }
 
 /* Pushes the job's function, from the worker's cache or loaded. */
-static void worker_fn(lua_State *L, corio_pool_worker *w, const corio_pool_code *c) {
+static void worker_fn(lua_State *L, corio_pool_worker *w,
+                      const corio_pool_code *c) {
   int *slot;
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->cache_ref);
   lua_rawgeti(L, -1, c->id);
@@ -286,20 +287,20 @@ static int worker_job(lua_State *L) {
   return 0;
 }
 
-static void worker_run(corio_pool_worker *w, lua_State *L, corio_pool_job *j) {
-  if (!L) {
-    j->status = CORIO_JOB_FAIL; /* no state to encode with: an empty message */
+/* Runs j in L. A failure outside the job's own pcall (out of memory, a
+   function that does not load) becomes the job's failure message. */
+static void worker_run(lua_State *L, corio_pool_job *j) {
+  if (!L) { /* no state: an empty message says "could not run" */
+    j->status = CORIO_JOB_FAIL;
     j->buf.n = 0;
     return;
   }
   lua_pushcfunction(L, worker_job);
   lua_pushlightuserdata(L, j);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* out of memory, mostly */
-    lua_settop(L, 0);
-    job_fail(L, j, "the worker ran out of memory");
-  }
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+    job_fail(L, j, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                   : "the worker could not run the job (out of memory)");
   lua_settop(L, 0);
-  (void)w;
 }
 
 /* The worker's state, its first try of init done (unless stopping). */
@@ -385,7 +386,7 @@ static void worker_main(void *arg) {
     refill = p->overflow_n > 0; /* a slot freed: let the loop fill it */
     uv_mutex_unlock(&p->mu);
     if (refill) uv_async_send(&p->async);
-    worker_run(w, L, j);
+    worker_run(L, j);
     uv_mutex_lock(&p->mu);
     w->running = 0;
     p->busy--;
