@@ -15,8 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SPIN_NS 10000         /* an idle worker polls at most this long */
-#define SPIN_PROBE 32         /* waits between probes while not spinning */
+#define SPIN_NS 40000         /* an idle worker polls at most this long */
+#define SPIN_FAST 5000        /* a job this soon means the loop is awake */
+#define SPIN_PROBE 64         /* waits between probes while not polling */
 
 /* Raised by the count hook to stop an interrupted job (its address). */
 static const char pool_interrupt_mark = 0;
@@ -335,10 +336,11 @@ static lua_State *worker_open(corio_pool_worker *w) {
    follows the last one within microseconds (a task awaiting results in a
    loop): polling briefly first saves the sleep and wake-up of a thread,
    which is most of a round trip. But polling takes a CPU that the loop
-   thread may need on a busy machine, so the budget adapts: it stays while
-   jobs come within it, halves on every miss down to nothing, and is tried
-   again every SPIN_PROBE waits. Polling workers count as idle, so no
-   extra worker is started for a job one of them will take. */
+   thread may need on a busy machine, so the budget adapts: a job that
+   comes within SPIN_FAST (the loop thread is awake and quick) restores
+   it; a job that comes later halves it; none at all stops polling, which
+   is tried again every SPIN_PROBE waits. Polling workers count as idle,
+   so no extra worker is started for a job one of them will take. */
 static void worker_wait(corio_pool *p, corio_pool_worker *w) {
   int budget = w->spin_ns;
   p->idle++;
@@ -358,7 +360,9 @@ static void worker_wait(corio_pool *p, corio_pool_worker *w) {
       __builtin_ia32_pause();
 #endif
     }
-    w->spin_ns = got ? SPIN_NS : budget / 2 < 500 ? 0 : budget / 2;
+    if (!got) w->spin_ns = 0;
+    else if (uv_hrtime() - t0 < SPIN_FAST) w->spin_ns = SPIN_NS;
+    else w->spin_ns = budget / 2 < SPIN_FAST ? 0 : budget / 2;
     uv_mutex_lock(&p->mu);
   }
   while (!p->stopping && p->count == 0) uv_cond_wait(&p->cv, &p->mu);
