@@ -113,6 +113,15 @@ local WORKLOADS = {
     } },
 }
 
+-- Printed under the table when the pool workloads ran.
+local POOL_NOTE = [[
+Thread pool rows: luv is `uv.new_work` (libuv's pool, 4 threads) driven
+by `bench/rt_luv.lua`. The speedup cannot exceed the machine's ceiling
+row (W processes at once): on a machine whose CPUs share one core's
+throughput it is about 1. Round trips depend on load: an idle worker
+polls a few µs for the next job only while jobs keep coming that fast
+(on an idle machine a round trip then skips both thread wake-ups).]]
+
 -- issue 3: each combinator against a plain call and a spawn+join of as
 -- many tasks as it runs functions
 local COMBINATOR_ROWS = {
@@ -444,15 +453,7 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
   for _, entry in ipairs(results) do
-    if entry.w.name == "pool_cpu" then
-      out[#out + 1] = ""
-      out[#out + 1] = "Thread pool rows: luv is `uv.new_work` (libuv's pool, 4 threads) driven"
-      out[#out + 1] = "by `bench/rt_luv.lua`. The speedup cannot exceed the machine's ceiling"
-      out[#out + 1] = "row (W processes at once): on a machine whose CPUs share one core's"
-      out[#out + 1] = "throughput it is about 1. Round trips depend on load: an idle worker"
-      out[#out + 1] = "polls a few µs for the next job only while jobs keep coming that fast"
-      out[#out + 1] = "(on an idle machine a round trip then skips both thread wake-ups)."
-    end
+    if entry.w.name == "pool_cpu" then out[#out + 1] = "\n" .. POOL_NOTE end
   end
   for _, entry in ipairs(results) do
     if entry.w.name == "combinators" then
