@@ -8,10 +8,11 @@
 #   make demo       run examples/demo.lua on Lua 5.4
 #   make bench      run bench/run.lua on Lua 5.4
 #   make asan       AddressSanitizer+UBSan build into build/asan/
+#   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
 #   make clean
 #
 # One spec by hand:   .ci/with 5.4 busted spec/semaphore_spec.lua
-# (or luajit, 5.1, 5.3, asan instead of 5.4; see .ci/with).
+# (or luajit, 5.1, 5.3, asan, tsan instead of 5.4; see .ci/with).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -32,6 +33,8 @@ CORIO_CFLAGS := -std=c99 -D_DEFAULT_SOURCE -fvisibility=hidden $(WARN)
 ROCK_CFLAGS := -O2 -fPIC $(CORIO_CFLAGS)
 ASAN_CFLAGS := -fPIC -g -O1 -fno-omit-frame-pointer \
   -fsanitize=address,undefined -fno-sanitize-recover=all $(CORIO_CFLAGS)
+TSAN_CFLAGS := -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=thread \
+  $(CORIO_CFLAGS)
 
 # Anything that should trigger a rebuild of the rock.
 ROCK_INPUTS := $(ROCKSPEC) $(wildcard csrc/*.c csrc/*.h lua/corio/*.lua lua/corio/*/*.lua)
@@ -41,7 +44,7 @@ ROCK_INPUTS := $(ROCKSPEC) $(wildcard csrc/*.c csrc/*.h lua/corio/*.lua lua/cori
 lr_make = $(LUAROCKS) $(1) make --deps-mode=none $(ROCKSPEC) CFLAGS="$(ROCK_CFLAGS)" $(2)
 
 .PHONY: deps build build-all build-5.4 build-5.3 build-5.1 build-luajit \
-  asan demo test test-fast bench lint clean
+  asan tsan demo test test-fast bench lint clean
 
 deps:
 	@.ci/deps.sh
@@ -76,16 +79,34 @@ endef
 # The sanitized module, built straight from the sources the rockspec lists.
 asan: build/asan/corio/core.so build/asan/asan_preload.so
 
-build/asan/corio/core.so: $(ROCK_INPUTS)
-	@mkdir -p $(@D)
-	@srcs=$$(lua5.4 -e 'local t = {} \
+# The sources of corio.core, as the rockspec lists them.
+ROCK_SOURCES = $$(lua5.4 -e 'local t = {} \
 	    loadfile("$(ROCKSPEC)", "t", t)() \
-	    print(table.concat(t.build.modules["corio.core"].sources, " "))') && \
-	  [ -n "$$srcs" ] || { echo "asan: no sources in $(ROCKSPEC)" >&2; exit 1; }; \
-	  set -x; $(ASAN_CC) $(ASAN_CFLAGS) -shared -o $@ -Icsrc -I/usr/include/lua5.4 \
+	    print(table.concat(t.build.modules["corio.core"].sources, " "))')
+
+# Usage: $(call san_build,NAME,CFLAGS): a sanitized module at $@.
+define san_build
+	@mkdir -p $(@D)
+	@srcs=$(ROCK_SOURCES) && \
+	  [ -n "$$srcs" ] || { echo "$(1): no sources in $(ROCKSPEC)" >&2; exit 1; }; \
+	  set -x; $(ASAN_CC) $(2) -shared -o $@ -Icsrc -I/usr/include/lua5.4 \
 	    $$srcs -luv -lpthread
+endef
+
+build/asan/corio/core.so: $(ROCK_INPUTS)
+	$(call san_build,asan,$(ASAN_CFLAGS))
 
 build/asan/asan_preload.so: .ci/asan_preload.c
+	@mkdir -p $(@D)
+	$(ASAN_CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $<
+
+# The ThreadSanitizer module (the pool's threads), built the same way.
+tsan: build/tsan/corio/core.so build/tsan/tsan_preload.so
+
+build/tsan/corio/core.so: $(ROCK_INPUTS)
+	$(call san_build,tsan,$(TSAN_CFLAGS))
+
+build/tsan/tsan_preload.so: .ci/tsan_preload.c
 	@mkdir -p $(@D)
 	$(ASAN_CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $<
 

@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # `make test`: everything CI checks, in this order:
-#   1. build corio for Lua 5.4, 5.3, 5.1 and LuaJIT (.rocks/<v>) and the
-#      ASan+UBSan module (build/asan/);
+#   1. build corio for Lua 5.4, 5.3, 5.1 and LuaJIT (.rocks/<v>), the
+#      ASan+UBSan module (build/asan/) and the TSan module (build/tsan/);
 #   2. busted on each of the four, slow specs included (--run=ci), and
 #      on LuaJIT with the module built for PUC 5.1 (.ci/with luajit51);
-#   3. busted on Lua 5.4 with the sanitized module (.ci/with asan);
+#   3. busted on Lua 5.4 with the sanitized module (.ci/with asan), and
+#      the thread pool's specs under ThreadSanitizer (.ci/with tsan);
 #   4. luacheck lua spec bench examples;
 #   5. every examples/*.lua on Lua 5.4, each under a timeout.
 # Each step goes on when an earlier one failed. The last line printed is
 #   N passed, N failed
 # where busted runs add their successes to "passed" and failures + errors
 # to "failed" (a run that crashes, times out or exits non-zero after a
-# clean summary, e.g. a LeakSanitizer report at exit, adds 1 failure), a
-# failed build adds 1 failure, and luacheck and each example add 1 to one
-# side. Exit status is non-zero if anything failed.
+# clean summary, e.g. a LeakSanitizer or ThreadSanitizer report, adds 1
+# failure), a failed build adds 1 failure, and luacheck and each example
+# add 1 to one side. Exit status is non-zero if anything failed.
 #
 # Knobs: BUSTED_TIMEOUT (seconds per busted run, default 300),
 # EXAMPLE_TIMEOUT (default 60), VARIANTS (default "5.4 5.3 5.1 luajit"),
-# ASAN=0 to skip the sanitizer run.
+# ASAN=0 to skip the ASan run, TSAN=0 to skip the TSan run.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
@@ -25,6 +26,9 @@ BUSTED_TIMEOUT=${BUSTED_TIMEOUT:-300}
 EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
 VARIANTS=${VARIANTS:-5.4 5.3 5.1 luajit}
 ASAN=${ASAN:-1}
+TSAN=${TSAN:-1}
+# What the TSan run covers: the specs that start threads.
+TSAN_SPECS=(spec/pool_spec.lua spec/marshal_spec.lua)
 logdir=build/test
 mkdir -p "$logdir"
 
@@ -45,16 +49,19 @@ why_rc() {
   case $1 in
     124|137) echo "timed out after ${BUSTED_TIMEOUT}s" ;;
     23) echo "LeakSanitizer reported leaks" ;;
+    66) echo "ThreadSanitizer reported races" ;;
     *) echo "exit $1" ;;
   esac
 }
 
-# run_busted VARIANT: busted with .busted's `ci` run (all specs, #slow too).
+# run_busted VARIANT [SPEC...]: busted with .busted's `ci` run (all specs,
+# #slow too, or only the SPEC files given).
 run_busted() {
   local v=$1 log=$logdir/busted-$1.log rc line s f p
+  shift
   section "busted ($v)"
   timeout -k 10 "$BUSTED_TIMEOUT" .ci/with "$v" busted --run=ci \
-    -o plainTerminal </dev/null 2>&1 | tee "$log"
+    -o plainTerminal "$@" </dev/null 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   line=$(sed 's/\x1b\[[0-9;]*m//g' "$log" |
     grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' |
@@ -93,16 +100,20 @@ for v in $VARIANTS; do
     fail "build $v"
   fi
 done
-asan_ok=0
-if [[ $ASAN == 1 ]]; then
-  section "build (asan)"
-  # The asan variant takes the pure-Lua modules from .rocks/5.4.
-  if [[ " ${built[*]} " == *" 5.4 "* ]] && make --no-print-directory asan; then
-    asan_ok=1
-  else
-    fail "build asan"
+# build_san NAME: the sanitized module (make NAME); 0 when it built. The
+# sanitizer variants take the pure-Lua modules from .rocks/5.4.
+build_san() {
+  section "build ($1)"
+  if [[ " ${built[*]} " == *" 5.4 "* ]] && make --no-print-directory "$1"; then
+    return 0
   fi
-fi
+  fail "build $1"
+  return 1
+}
+asan_ok=0
+tsan_ok=0
+[[ $ASAN == 1 ]] && build_san asan && asan_ok=1
+[[ $TSAN == 1 ]] && build_san tsan && tsan_ok=1
 
 # A module missing from the rockspec is not installed into the trees, so
 # its specs would fail to require it: say so up front.
@@ -118,6 +129,7 @@ if have_specs; then
   # LuaJIT also loads the module built against PUC 5.1's headers
   [[ " ${built[*]} " == *" 5.1 "* ]] && run_busted luajit51
   ((asan_ok)) && run_busted asan
+  ((tsan_ok)) && run_busted tsan "${TSAN_SPECS[@]}"
 else
   section "busted"
   echo "no spec/*_spec.lua yet: busted runs skipped"

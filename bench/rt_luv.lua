@@ -1,6 +1,7 @@
 -- The luv anchor: a coroutine scheduler written by hand on luv, the way a
 -- careful luv user would, exposing the subset of corio's API that the
--- workloads use (run, spawn, join, yield, sleep, now, semaphore, channel).
+-- workloads use (run, spawn, join, yield, sleep, now, semaphore, channel),
+-- and work(fn) for the thread pool workload.
 --
 -- Design: a FIFO ready queue run in batches (two arrays swapped, so a
 -- batch never grows while it runs), then `uv.run("nowait")` to fire due
@@ -175,6 +176,27 @@ function M.run(main, ...)
   reset()
   local r = task.res
   if r then return unpack(r, 1, r.n) end
+end
+
+-- Thread pool: uv.new_work, one work object per function ----------------
+
+-- work(fn) -> call(...): runs fn(id, ...) on libuv's thread pool and
+-- returns what follows the id in its results. luv's after-callback gets
+-- only the results, so the id threads the waiting task through the job.
+function M.work(fn)
+  local waiting, next_id = {}, 0
+  local w = uv.new_work(fn, function(id, ...)
+    local task = waiting[id]
+    waiting[id] = nil
+    wake(task, pack(...))
+  end)
+  return function(...)
+    next_id = next_id + 1
+    waiting[next_id] = current
+    w:queue(next_id, ...)
+    local r = co_yield()
+    return unpack(r, 1, r.n)
+  end
 end
 
 -- Semaphore: FIFO, a release hands its permit to the first waiter --------

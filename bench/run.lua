@@ -98,8 +98,39 @@ local WORKLOADS = {
     params = { n = 1000 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "runs of `true`/s ({n}, sequential, output captured)", fmt = "rate" },
+  { name = "pool_trivial", module = "pool", issue = 8, impls = { "corio", "luv" },
+    params = { mode = "trivial", n = 20000 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "jobs/s ({n} trivial jobs all in flight)", fmt = "rate",
+        target = { vs = "luv", ge = 1.5 } },
+    } },
+  { name = "pool_rtt", module = "pool", issue = 8, impls = { "corio", "luv" },
+    params = { mode = "rtt", n = 5000 }, scaled = { "n" },
+    rows = {
+      { key = "rtt_us", metric = "round trip ({n} sequential jobs)", fmt = "us",
+        target = { vs = "luv", le = 0.7 } },
+    } },
+  { name = "pool_cpu", module = "pool", issue = 8, impls = { "corio", "luv" },
+    params = { mode = "cpu", jobs = 8, secs = 0.25, workers = 2 },
+    rows = {
+      { key = "speedup", metric = "speedup, {jobs} CPU jobs of ~0.25 s on {workers} workers "
+          .. "(luv: libuv's 4 threads)", fmt = "x", noratio = true,
+        target = { abs = true, ge = 1.9, unit = "×" } },
+      { key = "ceiling", metric = "speedup of {workers} processes (the machine's ceiling)",
+        fmt = "x", noratio = true },
+      { key = "hook_pct", metric = "a CPU job on a worker vs on the loop thread", fmt = "pct",
+        noratio = true, target = { abs = true, le = 5, unit = " %" } },
     } },
 }
+
+-- Printed under the table when the pool workloads ran.
+local POOL_NOTE = [[
+Thread pool rows: luv is `uv.new_work` (libuv's pool, 4 threads) driven
+by `bench/rt_luv.lua`. The speedup cannot exceed the machine's ceiling
+row (W processes at once): on a machine whose CPUs share one core's
+throughput it is about 1. Round trips depend on load: an idle worker
+polls a few µs for the next job only while jobs keep coming that fast
+(on an idle machine a round trip then skips both thread wake-ups).]]
 
 -- issue 3: each combinator against a plain call and a spawn+join of as
 -- many tasks as it runs functions
@@ -245,6 +276,9 @@ local function fmt_value(v, fmt)
   elseif fmt == "kb" then return ("%.1f MB"):format(v / 1024)
   elseif fmt == "bytes" then return ("%.0f B"):format(v)
   elseif fmt == "ns" then return ("%.0f ns"):format(v)
+  elseif fmt == "us" then return ("%.1f µs"):format(v)
+  elseif fmt == "x" then return ("%.2f×"):format(v)
+  elseif fmt == "pct" then return ("%+.1f %%"):format(v)
   end
   return ("%.4g"):format(v)
 end
@@ -428,6 +462,9 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = "## Runtime core (#2) and synchronisation (#4)"
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
+  for _, entry in ipairs(results) do
+    if entry.w.name == "pool_cpu" then out[#out + 1] = "\n" .. POOL_NOTE end
+  end
   for _, entry in ipairs(results) do
     if entry.w.name == "combinators" then
       out[#out + 1] = ""

@@ -314,6 +314,9 @@ struct corio_rt {
   int max_io;
   int workers;
   int queue;
+  char init[128];          /* option init: module each worker requires */
+  struct corio_pool *pool; /* the default pool (corio.blocking), or NULL */
+  corio_link pools;        /* every pool of this runtime (pool.c) */
   /* counters for corio.stats() */
   lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
 };
@@ -503,6 +506,115 @@ int corio_signal_number(const char *name);
 const char *corio_signal_name(int num);
 /* The signal named by argument arg; an argument error when unknown. */
 int corio_check_signal(lua_State *L, int arg);
+/* ----------------------------------------------- marshal.c, pool.c */
+
+/* Values crossing between Lua states as bytes (see marshal.c). */
+#define CORIO_MARSHAL_DEPTH 64                 /* nested tables */
+#define CORIO_MARSHAL_MAX ((size_t)64 << 20)   /* bytes per message */
+typedef struct corio_buf {
+  char *p;
+  size_t n, cap;
+} corio_buf;
+void corio_buf_free(corio_buf *b);
+/* Encodes the n values from index first into b (replacing its contents).
+   Never raises: returns -1 with "<what>[2].x: function ..." in err. */
+int corio_marshal(lua_State *L, int first, int n, corio_buf *b,
+                  const char *what, char *err, size_t errsz);
+/* Pushes the values encoded in p; returns how many. May raise (memory). */
+int corio_unmarshal(lua_State *L, const char *p, size_t n);
+
+/* The thread pool: pool.c (the loop side: jobs, queue, Lua API) and
+   worker.c (the threads). pool.c's top comment explains the design. */
+typedef struct corio_pool corio_pool;
+typedef struct corio_pool_worker corio_pool_worker;
+
+/* a job's state (changes under the pool's mu) and outcome */
+enum { CORIO_JOB_PENDING, CORIO_JOB_QUEUED, CORIO_JOB_RUNNING,
+       CORIO_JOB_DONE };
+enum { CORIO_JOB_OK, CORIO_JOB_ERROR, CORIO_JOB_FAIL };
+#define CORIO_WORKER_CACHE 256  /* functions cached per worker */
+
+/* A dumped function, shared by the jobs running it. Its reference count
+   is touched on the loop thread only: a worker reads the bytes while its
+   job, which holds a reference, runs. */
+typedef struct corio_pool_code {
+  int refs;
+  int id;           /* unique in this Lua state: the workers' cache key */
+  size_t n;
+  char bytes[1];
+} corio_pool_code;
+
+typedef struct corio_pool_job {
+  corio_link link;        /* overflow list, or the free list */
+  corio_link all;         /* p->jobs while submitted */
+  struct corio_pool_job *next; /* the done list */
+  corio_pool *pool;
+  corio_task *waiter;     /* NULL once orphaned */
+  corio_pool_worker *worker; /* while RUNNING (under mu) */
+  corio_pool_code *code;
+  const char *fname;      /* "blocking" or "run", for messages */
+  corio_buf buf;          /* the arguments, then the results */
+  int state;              /* CORIO_JOB_PENDING ... (under mu) */
+  int status;             /* CORIO_JOB_OK ... once DONE */
+} corio_pool_job;
+
+struct corio_pool_worker {
+  corio_pool *pool;
+  uv_thread_t tid;
+  int interrupt;          /* atomic: stop the running code */
+  lua_State *current;     /* atomic: the coroutine it runs, NULL: main */
+  /* under mu */
+  lua_State *L;           /* its state, once made */
+  int running;            /* it runs Lua code (init or a job) */
+  /* worker thread only */
+  int init_ok;
+  int spin_ns;            /* current polling budget (adaptive) */
+  int spin_skip;          /* waits since the last probe */
+  int cache_ref;          /* registry table: code id -> function */
+  int cache_pos;
+  int cache_ids[CORIO_WORKER_CACHE];
+};
+
+struct corio_pool {
+  uv_mutex_t mu;
+  uv_cond_t cv;           /* idle workers wait here */
+  /* under mu */
+  corio_pool_job **ring;  /* QUEUED jobs, FIFO */
+  int cap, head, count;
+  int idle, busy, exited, stopping, overflow_n;
+  corio_pool_job *done_head, *done_tail;
+  /* loop thread only */
+  uv_async_t async;
+  corio_rt *rt;
+  corio_link link;        /* in rt->pools */
+  corio_link overflow;    /* PENDING jobs: the ring was full */
+  corio_link jobs;        /* every submitted job not yet freed */
+  corio_link free;
+  int nfree;
+  struct pool_box *box;   /* the corio.Pool object, if any */
+  corio_pool_worker **workers;
+  int nworkers, started;
+  int nwait, refd, closed;
+  lua_Integer jobs_done;
+  char init[128];
+  char *path, *cpath;     /* the loop state's package paths */
+};
+
+/* pool.c: the next queued job, taken off the ring (mu held, count > 0). */
+corio_pool_job *corio_pool_take(corio_pool *p);
+/* worker.c: starts one more worker thread (loop thread); 0 on failure. */
+int corio_worker_start(corio_pool *p);
+/* worker.c: stops what w runs at its next VM instruction (mu held). */
+void corio_worker_interrupt(corio_pool_worker *w);
+
+/* Stops every pool of rt and joins its threads (a job stuck in a C call
+   delays this). No Lua code runs. Called before the loop closes. */
+void corio_pool_rt_close(corio_rt *rt);
+/* Whether a task of rt waits on a pool job (real work in flight). For
+   rt_loop: on a virtual clock, time must not jump while this holds. */
+int corio_pool_busy(corio_rt *rt);
+/* Adds workers, workers_busy, jobs_queued, jobs_done to the table on top. */
+void corio_pool_stats(lua_State *L, corio_rt *rt);
 
 /* -------------------------------------------------- per-file openers */
 
@@ -523,6 +635,7 @@ void corio_open_fs(lua_State *L);
 void corio_open_file(lua_State *L);      /* after fs */
 void corio_open_process(lua_State *L);
 void corio_open_signal(lua_State *L);
+void corio_open_pool(lua_State *L);
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

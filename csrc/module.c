@@ -20,6 +20,7 @@ __attribute__((visibility("default"))) int luaopen_corio_core(lua_State *L) {
   corio_open_file(L);
   corio_open_process(L);
   corio_open_signal(L);
+  corio_open_pool(L);
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "_uv_version");
   return 1;

@@ -82,7 +82,7 @@ static int lcorio_stats(lua_State *L) {
   corio_rt *rt = aux_rt(L);
   corio_link *n;
   lua_Integer ready = 0;
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 13);
   if (!rt) return 1;
   for (n = rt->ready.next; n != &rt->ready; n = n->next)
     if (n != &rt->batch_end) ready++;
@@ -96,6 +96,7 @@ static int lcorio_stats(lua_State *L) {
   aux_setint(L, "io_inflight", rt->io.used);
   aux_setint(L, "io_waiting", corio_io_waiting(rt));
   aux_setint(L, "handles", corio_io_handles(rt));
+  corio_pool_stats(L, rt);
   return 1;
 }
 

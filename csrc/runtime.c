@@ -315,8 +315,11 @@ static void rt_loop(lua_State *L, corio_rt *rt) {
       rt->tick_ns = uv_hrtime(); /* idle time is no slow step; and it
                                     dates the tasks spawned next */
     } else if (rt_io_alive(rt)) {
-      uv_run(&rt->loop, next == UINT64_MAX ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-      if (corio_list_empty(&rt->ready) && next != UINT64_MAX) rt->vnow = next;
+      /* a pool job takes real time: virtual time waits for it rather
+         than jumping past a deadline meant to bound it */
+      int hold = next == UINT64_MAX || corio_pool_busy(rt);
+      uv_run(&rt->loop, hold ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+      if (!hold && corio_list_empty(&rt->ready)) rt->vnow = next;
     } else {
       rt->vnow = next; /* nothing else can happen first: jump */
     }
@@ -333,6 +336,7 @@ static void rt_on_close_walk(uv_handle_t *h, void *arg) {
 static void rt_close_loop(corio_rt *rt) {
   if (!rt->loop_open) return;
   rt->loop_open = 0;
+  corio_pool_rt_close(rt); /* joins the workers, closes its handles */
   uv_walk(&rt->loop, rt_on_close_walk, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
@@ -506,8 +510,8 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   static const char *const allowed[] = {"workers", "queue", "io_timeout",
                                         "max_io", "max_tasks", "clock",
                                         "on_error", "on_log", "debug",
-                                        "dump_on", NULL};
-  const char *clock;
+                                        "dump_on", "init", NULL};
+  const char *clock, *init;
   double io_timeout;
   corio_rt *rt;
   int r;
@@ -516,6 +520,9 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   if (strcmp(clock, "real") != 0 && strcmp(clock, "virtual") != 0)
     luaL_error(L, "bad option 'clock' to 'runtime' ('real' or 'virtual' "
                "expected, got '%s')", clock);
+  init = corio_opt_string(L, opt, "init", "", "runtime");
+  if (strlen(init) >= sizeof rt->init)
+    luaL_error(L, "bad option 'init' to 'runtime' (module name too long)");
   io_timeout = corio_opt_number(L, opt, "io_timeout", 30, "runtime");
   if (io_timeout != io_timeout || io_timeout <= 0)
     luaL_error(L, "bad option 'io_timeout' to 'runtime' (positive number "
@@ -532,14 +539,17 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
   corio_list_init(&rt->io_objects);
+  corio_list_init(&rt->pools);
+  strcpy(rt->init, init);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
   rt->L = L;
   rt->virtual_clock = clock[0] == 'v';
   rt->tick_every = rt->tick_left = 1;
   rt->io_timeout = io_timeout;
-  rt->workers = aux_positive(L, corio_opt_number(L, opt, "workers", 4,
-                                                 "runtime"), "workers");
+  rt->workers = aux_positive(L, corio_opt_number(
+      L, opt, "workers", (double)uv_available_parallelism(), "runtime"),
+      "workers");
   rt->queue = aux_positive(L, corio_opt_number(L, opt, "queue", 1024,
                                                "runtime"), "queue");
   rt->max_io = aux_positive(L, corio_opt_number(L, opt, "max_io", 256,

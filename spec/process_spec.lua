@@ -182,7 +182,11 @@ describe("corio.exec", function()
       local seen = 0
       corio.scope(function(s)
         for i = 1, 4 do
-          s:spawn(function() assert.equal(i .. "\n", corio.exec({ "echo", tostring(i) }).stdout) end)
+          s:spawn(function()
+            -- each holds its slot a while, so the others are seen waiting
+            local r = corio.exec({ "sh", "-c", "sleep 0.05; echo $0", tostring(i) })
+            assert.equal(i .. "\n", r.stdout)
+          end)
         end
         corio.yield()
         seen = corio.stats().io_waiting

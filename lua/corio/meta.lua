@@ -52,6 +52,11 @@ local corio = {}
 ---@field debug? boolean record where each task was spawned (`spawned_at`; costs ~8% of a spawn)
 ---@field dump_on? string "SIGQUIT", "SIGUSR1", ...: print `corio.dump()` to stderr on that signal
 ---@field on_log? fun(line: string, record: corio.LogRecord) where `corio.log` writes (default: stderr)
+---@field io_timeout? number seconds (> 0, default 30): I/O limit, validated now, used once I/O lands
+---@field max_io? integer 1 to 1e6 (default 256): I/O limit, validated now, used once I/O lands
+---@field workers? integer 1 to 1e6 (default: the number of CPUs): threads of the default pool
+---@field queue? integer 1 to 1e6 (default 1024): jobs waiting for a worker before `blocking` waits
+---@field init? string a module each worker requires once when it starts
 
 ---Options of `corio.spawn` and `s:spawn`.
 ---@class corio.SpawnOptions
@@ -91,6 +96,10 @@ local corio = {}
 ---@field message string the formatted message
 ---@field task? string the task's name
 ---@field context table a copy of the task's context
+---@field workers integer pool threads started (all pools of the runtime)
+---@field workers_busy integer pool threads running a job
+---@field jobs_queued integer jobs waiting for a worker (also as `queued_jobs`)
+---@field jobs_done integer pool jobs finished
 
 ---One live task, from `corio.tasks()` or `rt:tasks()`.
 ---@class corio.TaskInfo
@@ -806,5 +815,40 @@ function corio.signal(name, opts) end
 ---The run's shutdown watch: false, then true on the first SIGINT or SIGTERM (a second one kills).
 ---@return corio.Watch
 function corio.shutdown() end
+-- -------------------------------------------------------- thread pool --
+
+---Options of `corio.pool{...}`; unknown options are an error.
+---@class corio.PoolOptions
+---@field workers? integer 1 to 1e6 (default: the runtime's `workers`)
+---@field queue? integer 1 to 1e6 (default: the runtime's `queue`)
+---@field init? string a module each worker requires once when it starts
+
+---A dedicated thread pool (`corio.pool{...}`), closed with its runtime.
+---@class corio.Pool
+local Pool = {}
+
+---Runs `fn(...)` on one of the pool's workers and returns its results; see `corio.blocking`.
+---@async
+---@param fn function no upvalue but `_ENV`
+---@param ... any nil, booleans, numbers, strings and tables of these
+---@return any ...
+function Pool:run(fn, ...) end
+
+---Stops the pool: waiting callers get a `"closed"` error, running jobs are interrupted; idempotent.
+function Pool:close() end
+
+---Runs `fn(...)` on a worker thread of the runtime's default pool, in that worker's own Lua
+---state, and returns its results (copied). Raises fn's error as kind `"task"`. A cancelled
+---caller removes a job not yet started, or interrupts a running one.
+---@async
+---@param fn function no upvalue but `_ENV`
+---@param ... any nil, booleans, numbers, strings and tables of these (64 deep, 64 MiB)
+---@return any ...
+function corio.blocking(fn, ...) end
+
+---Makes a dedicated thread pool of the running runtime.
+---@param opts? corio.PoolOptions
+---@return corio.Pool
+function corio.pool(opts) end
 
 return corio
