@@ -98,6 +98,7 @@ local WORKLOADS = {
     params = { n = 1000 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "runs of `true`/s ({n}, sequential, output captured)", fmt = "rate" },
+    } },
   { name = "pool_trivial", module = "pool", issue = 8, impls = { "corio", "luv" },
     params = { mode = "trivial", n = 20000 }, scaled = { "n" },
     rows = {
