@@ -433,6 +433,44 @@ int corio_io_waiting(corio_rt *rt);
 /* libuv handles open on the loop, but the runtime's own (data == rt). */
 int corio_io_handles(corio_rt *rt);
 
+/* ------------------------------------------------------------ stream.c */
+
+/* One stream implementation (corio.Stream) over any uv_stream_t: TCP,
+   Unix sockets, process pipes, stdio. A file that makes the libuv handle
+   (tcp.c, stdio.c, process.c for child pipes) does, in this order:
+
+     corio_stream *s = corio_stream_push(L, rt, CORIO_SK_PIPE); // pushes
+     uv_pipe_init(&rt->loop, (uv_pipe_t *)corio_stream_handle(s), 0);
+     corio_stream_mark(s);   // the handle exists: closing must uv_close it
+     ... uv_pipe_open / uv_spawn's stdio / a connect ...
+     corio_stream_opened(s); // usable: reading ahead starts
+
+   If the init fails, return without marking: the userdata's __gc frees
+   the box. Between mark and opened the stream must not be read (a
+   connect in progress). corio_stream_close(s) closes it (idempotent);
+   parked readers and writers get nil, err "closed". The kind names the
+   waits: "tcp read"/"tcp write", "unix ...", "pipe ...", "stdio ...". */
+enum { CORIO_SK_TCP, CORIO_SK_UNIX, CORIO_SK_PIPE, CORIO_SK_STDIO };
+typedef struct corio_stream corio_stream;
+corio_stream *corio_stream_push(lua_State *L, corio_rt *rt, int kind);
+uv_handle_t *corio_stream_handle(corio_stream *s);
+void corio_stream_mark(corio_stream *s);
+void corio_stream_opened(corio_stream *s);
+/* A stream nobody reads (stdout, a child's stdin): no reading ahead. */
+void corio_stream_set_writeonly(corio_stream *s);
+void corio_stream_close(corio_stream *s);
+/* The open stream at idx, or NULL (not a stream, or closed). */
+corio_stream *corio_stream_test(lua_State *L, int idx);
+corio_rt *corio_stream_runtime(const corio_stream *s);
+
+/* --------------------------------------------------------------- dns.c */
+
+struct sockaddr;
+/* Pushes host, port of an IPv4/IPv6 address (nil, nil otherwise). */
+int corio_addr_push(lua_State *L, const struct sockaddr *sa);
+/* 1 if host is a literal IPv4 or IPv6 address. */
+int corio_addr_literal(const char *host);
+
 /* -------------------------------------------------- per-file openers */
 
 /* Called by module.c, in this order. corio_open_ctx creates the per-state
@@ -448,6 +486,11 @@ void corio_open_scope(lua_State *L);
 void corio_open_sync(lua_State *L);
 void corio_open_channel(lua_State *L);
 void corio_open_observe(lua_State *L);
+void corio_open_stream(lua_State *L);
+void corio_open_tcp(lua_State *L);
+void corio_open_udp(lua_State *L);
+void corio_open_dns(lua_State *L);
+void corio_open_stdio(lua_State *L);
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

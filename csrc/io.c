@@ -71,6 +71,8 @@ static int budget_pass(corio_rt *rt) {
   while ((n = corio_list_shift(&rt->io_waiters)) != NULL) {
     corio_task *t = corio_container(n, corio_task, link);
     if (!t->rt) continue; /* its runtime is gone: never runs again */
+    t->flags |= 0x08; /* interim (main has the final design): the retried
+                         call's corio_io_take gets this slot */
     corio_wake_retry(t);
     return 1;
   }
@@ -82,6 +84,10 @@ void corio_io_give(corio_rt *rt) {
 }
 
 int corio_io_take(corio_rt *rt) {
+  if (rt->current && (rt->current->flags & 0x08)) {
+    rt->current->flags &= ~0x08;
+    return 1;
+  }
   if (rt->io_inflight >= rt->max_io || !corio_list_empty(&rt->io_waiters))
     return 0;
   rt->io_inflight++;
@@ -95,6 +101,7 @@ static int budget_abort(corio_task *t, int woken) {
     corio_list_remove(&t->link);
     return 1;
   }
+  t->flags &= ~0x08;
   corio_io_give(t->rt);
   return 1;
 }

@@ -47,6 +47,11 @@ build = {
         "csrc/channel.c",
         "csrc/observe.c",
         "csrc/io.c",
+        "csrc/stream.c",
+        "csrc/tcp.c",
+        "csrc/udp.c",
+        "csrc/dns.c",
+        "csrc/stdio.c",
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
@@ -55,5 +60,6 @@ build = {
     corio = "lua/corio/init.lua",
     ["corio.sync"] = "lua/corio/sync.lua",
     ["corio.meta"] = "lua/corio/meta.lua",
+    ["corio.net"] = "lua/corio/net.lua",
   },
 }

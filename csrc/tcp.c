@@ -1,0 +1,503 @@
+/*
+ * tcp.c: TCP and Unix-socket clients and servers. A connection is a
+ * corio.Stream (stream.c); this file makes them: one connect step to one
+ * address (the Lua layer, corio/net.lua, resolves names and tries each
+ * address within one deadline), and listeners (corio.Listener).
+ *
+ * Listeners own their socket and watch it with a uv_poll, and accept(2)
+ * themselves instead of going through uv_listen: libuv's accept path
+ * answers EMFILE by accepting and closing the pending connections (its
+ * "EMFILE trick"), so the caller could never see the error and clients
+ * would be dropped. Here accept returns nil, err with code "EMFILE", the
+ * connection stays in the backlog, and the next accept after descriptors
+ * free up takes it. Acceptors wait FIFO; the poll runs only while one
+ * waits (so a listener nobody accepts on costs no wake-ups, and its
+ * backlog is the kernel's).
+ *
+ * Lifetime of a listener: as for streams, the userdata points at a
+ * malloc'd box holding the uv_poll, freed (and the socket closed) in the
+ * poll's close callback, or by the userdata's __gc when the runtime
+ * closed the poll itself at teardown.
+ */
+#include "corio.h"
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+
+#define LISTENER_MT "corio.Listener"
+
+typedef struct listener {
+  uv_poll_t poll;
+  corio_rt *rt;
+  struct listener_ud *ud;
+  corio_link acceptors;   /* parked in accept, FIFO */
+  int fd;
+  int port;               /* TCP: the bound port */
+  uint8_t kind;           /* CORIO_SK_TCP or CORIO_SK_UNIX */
+  uint8_t opened, closing, polling;
+} listener;
+
+typedef struct listener_ud {
+  listener *l;
+} listener_ud;
+
+/* ------------------------------------------------------------- connect */
+
+typedef struct connect_req {
+  uv_connect_t req;
+  corio_stream *s;
+  corio_task *t;          /* NULL once the connecting task gave up */
+  int ref;                /* registry ref of the stream's userdata */
+} connect_req;
+
+static void tcp_on_connect(uv_connect_t *req, int status) {
+  connect_req *c = (connect_req *)req;
+  corio_task *t = c->t;
+  lua_State *co;
+  if (!t) {
+    free(c);
+    return;
+  }
+  c->t = NULL;
+  co = corio_wake_stack(t, 2);
+  lua_rawgeti(co, LUA_REGISTRYINDEX, c->ref);
+  luaL_unref(co, LUA_REGISTRYINDEX, c->ref);
+  corio_io_give(t->rt);
+  if (status == 0) {
+    corio_stream_opened(c->s); /* start reading ahead */
+    corio_wake(t, 1);
+  } else {
+    lua_pop(co, 1);
+    corio_stream_close(c->s);
+    lua_pushnil(co);
+    corio_io_error_push(co, status, "connect");
+    t->wait.abort = NULL;
+    corio_wake(t, 2);
+  }
+  free(c);
+}
+
+/* Gives up: closing the stream cancels the request, whose callback
+   (UV_ECANCELED) then frees it. */
+static int connect_abort(corio_task *t, int woken) {
+  connect_req *c = (connect_req *)t->wait.obj;
+  if (woken == 1) return 0; /* connected: the stream is the task's */
+  c->t = NULL;
+  luaL_unref(t->co, LUA_REGISTRYINDEX, c->ref);
+  corio_stream_close(c->s);
+  corio_io_give(t->rt);
+  return 1;
+}
+
+/* Parses a literal address; 0 or a libuv error. */
+static int aux_sockaddr(const char *host, int port,
+                        struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (strchr(host, ':'))
+    return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
+  return uv_ip4_addr(host, port, (struct sockaddr_in *)ss);
+}
+
+static int aux_check_port(lua_State *L, int idx) {
+  lua_Integer p = luaL_checkinteger(L, idx);
+  if (p < 0 || p > 65535) luaL_argerror(L, idx, "port from 0 to 65535 "
+                                        "expected");
+  return (int)p;
+}
+
+/* Starts connecting stream s (initialized) through c; parks t. */
+static int aux_connect_park(lua_State *L, corio_task *t, connect_req *c,
+                            double timeout) {
+  lua_pushvalue(L, -1);
+  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  c->t = t;
+  return corio_await(L, t, "connect", connect_abort, c, timeout);
+}
+
+/* core._tcp_connect(addr, port, timeout, nodelay, keepalive): one
+   literal address; the Lua layer tries each address in turn. */
+static int ltcp_connect(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  int port = aux_check_port(L, 2), r;
+  double timeout = luaL_checknumber(L, 3);
+  struct sockaddr_storage ss;
+  corio_task *t = corio_await_begin(L, "connect");
+  corio_stream *s;
+  connect_req *c;
+  uv_tcp_t *h;
+  if ((r = aux_sockaddr(host, port, &ss)) != 0)
+    return corio_io_fail(L, r, "connect");
+  if (!corio_io_take(t->rt))
+    return corio_io_wait_slot(L, t, ltcp_connect, timeout);
+  s = corio_stream_push(L, t->rt, CORIO_SK_TCP);
+  h = (uv_tcp_t *)corio_stream_handle(s);
+  if ((r = uv_tcp_init(&t->rt->loop, h)) != 0) {
+    corio_io_give(t->rt);
+    return corio_io_fail(L, r, "connect");
+  }
+  corio_stream_mark(s);
+  if (lua_toboolean(L, 4)) uv_tcp_nodelay(h, 1);
+  if (lua_toboolean(L, 5)) uv_tcp_keepalive(h, 1, 60);
+  c = (connect_req *)calloc(1, sizeof *c);
+  if (!c) {
+    corio_stream_close(s);
+    corio_io_give(t->rt);
+    return luaL_error(L, "connect: out of memory");
+  }
+  c->s = s;
+  if ((r = uv_tcp_connect(&c->req, h, (struct sockaddr *)&ss,
+                          tcp_on_connect)) != 0) {
+    free(c);
+    corio_stream_close(s);
+    corio_io_give(t->rt);
+    return corio_io_fail(L, r, "connect");
+  }
+  return aux_connect_park(L, t, c, timeout);
+}
+
+/* core._unix_connect(path, timeout) */
+static int lunix_connect(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  double timeout = luaL_checknumber(L, 2);
+  corio_task *t = corio_await_begin(L, "connect");
+  corio_stream *s;
+  connect_req *c;
+  uv_pipe_t *h;
+  int r;
+  if (!corio_io_take(t->rt))
+    return corio_io_wait_slot(L, t, lunix_connect, timeout);
+  s = corio_stream_push(L, t->rt, CORIO_SK_UNIX);
+  h = (uv_pipe_t *)corio_stream_handle(s);
+  if ((r = uv_pipe_init(&t->rt->loop, h, 0)) != 0) {
+    corio_io_give(t->rt);
+    return corio_io_fail(L, r, "connect");
+  }
+  corio_stream_mark(s);
+  c = (connect_req *)calloc(1, sizeof *c);
+  if (!c) {
+    corio_stream_close(s);
+    corio_io_give(t->rt);
+    return luaL_error(L, "connect: out of memory");
+  }
+  c->s = s;
+  uv_pipe_connect(&c->req, h, path, tcp_on_connect);
+  return aux_connect_park(L, t, c, timeout);
+}
+
+/* ------------------------------------------------------------ listener */
+
+static void listener_on_close(uv_handle_t *h) {
+  listener *l = (listener *)h->data;
+  if (l->ud) l->ud->l = NULL;
+  close(l->fd);
+  free(l);
+}
+
+static int aux_listener_live(const listener *l) {
+  return l && l->opened && !uv_is_closing((const uv_handle_t *)&l->poll);
+}
+
+static listener *check_listener(lua_State *L, const char *fname) {
+  listener_ud *ud = (listener_ud *)corio_checkudata(L, 1, LISTENER_MT);
+  if (!aux_listener_live(ud->l))
+    luaL_error(L, "%s: the listener is closed", fname);
+  if (ud->l->rt != corio_ctx_get(L)->rt)
+    luaL_error(L, "%s: the listener belongs to another runtime", fname);
+  return ud->l;
+}
+
+static void listener_on_poll(uv_poll_t *h, int status, int events) {
+  listener *l = (listener *)h->data;
+  corio_link *n;
+  (void)events;
+  (void)status; /* an error shows again in accept(2) itself */
+  uv_poll_stop(h);
+  l->polling = 0;
+  if ((n = corio_list_shift(&l->acceptors)) != NULL) {
+    corio_io_give(l->rt);
+    corio_wake_retry(corio_container(n, corio_task, link));
+  }
+}
+
+static void aux_poll_policy(listener *l) {
+  int want = !corio_list_empty(&l->acceptors) && aux_listener_live(l);
+  if (want && !l->polling) {
+    if (uv_poll_start(&l->poll, UV_READABLE, listener_on_poll) == 0)
+      l->polling = 1;
+  } else if (!want && l->polling) {
+    uv_poll_stop(&l->poll);
+    l->polling = 0;
+  }
+}
+
+static int accept_abort(corio_task *t, int woken) {
+  listener *l = (listener *)t->wait.obj;
+  if (woken == 1) return 1; /* woken to retry: nothing handed over */
+  corio_list_remove(&t->link);
+  corio_io_give(t->rt);
+  aux_poll_policy(l);
+  return 1;
+}
+
+/* Wraps an accepted descriptor in a new stream (pushed). */
+static int aux_wrap(lua_State *L, listener *l, int fd, int nodelay,
+                    int keepalive) {
+  corio_stream *s = corio_stream_push(L, l->rt, l->kind);
+  uv_handle_t *h = corio_stream_handle(s);
+  int r = l->kind == CORIO_SK_TCP ? uv_tcp_init(&l->rt->loop, (uv_tcp_t *)h)
+                                  : uv_pipe_init(&l->rt->loop,
+                                                 (uv_pipe_t *)h, 0);
+  if (r) {
+    close(fd);
+    return corio_io_fail(L, r, "accept");
+  }
+  corio_stream_mark(s);
+  r = l->kind == CORIO_SK_TCP ? uv_tcp_open((uv_tcp_t *)h, fd)
+                              : uv_pipe_open((uv_pipe_t *)h, fd);
+  if (r) {
+    close(fd);
+    corio_stream_close(s);
+    return corio_io_fail(L, r, "accept");
+  }
+  if (nodelay) uv_tcp_nodelay((uv_tcp_t *)h, 1);
+  if (keepalive) uv_tcp_keepalive((uv_tcp_t *)h, 1, 60);
+  corio_stream_opened(s);
+  return 1;
+}
+
+static const char *const accept_opts[] = {"timeout", "nodelay", "keepalive",
+                                          NULL};
+
+static int aux_optbool(lua_State *L, int idx, const char *key) {
+  int v;
+  if (!lua_istable(L, idx)) return 0;
+  lua_getfield(L, idx, key);
+  v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* srv:accept([{timeout =, nodelay =, keepalive =}]) -> stream | nil, err */
+static int llistener_accept(lua_State *L) {
+  listener *l = check_listener(L, "accept");
+  double timeout = corio_io_timeout(L, 2, "accept", accept_opts);
+  corio_task *t = corio_await_begin(L, "accept");
+  int fd, err;
+  do {
+    fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd >= 0)
+    return aux_wrap(L, l, fd, l->kind == CORIO_SK_TCP &&
+                    aux_optbool(L, 2, "nodelay"),
+                    l->kind == CORIO_SK_TCP && aux_optbool(L, 2,
+                                                           "keepalive"));
+  err = errno;
+  if (err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED)
+    return corio_io_fail(L, uv_translate_sys_error(err), "accept");
+  if (!corio_io_take(l->rt))
+    return corio_io_wait_slot(L, t, llistener_accept, timeout);
+  corio_list_push(&l->acceptors, &t->link);
+  aux_poll_policy(l);
+  return corio_await_retry(L, t, llistener_accept, "accept", accept_abort,
+                           l, timeout);
+}
+
+/* srv:port() -> the bound TCP port */
+static int llistener_port(lua_State *L) {
+  listener *l = check_listener(L, "port");
+  if (l->kind != CORIO_SK_TCP) return luaL_error(L, "port: not a TCP "
+                                                 "listener");
+  lua_pushinteger(L, l->port);
+  return 1;
+}
+
+static void aux_wake_closed(listener *l) {
+  corio_link *n;
+  while ((n = corio_list_shift(&l->acceptors)) != NULL) {
+    corio_task *t = corio_container(n, corio_task, link);
+    lua_State *co = corio_wake_stack(t, 2);
+    corio_io_give(l->rt);
+    t->wait.abort = NULL;
+    lua_pushnil(co);
+    corio_error_push(co, "closed", NULL, "accept: the listener was closed");
+    corio_wake(t, 2);
+  }
+}
+
+static void aux_listener_close(listener *l) {
+  if (!aux_listener_live(l)) return;
+  l->closing = 1;
+  aux_wake_closed(l);
+  uv_close((uv_handle_t *)&l->poll, listener_on_close);
+}
+
+static int llistener_close(lua_State *L) {
+  listener_ud *ud = (listener_ud *)corio_checkudata(L, 1, LISTENER_MT);
+  if (aux_listener_live(ud->l)) aux_listener_close(ud->l);
+  return 0;
+}
+
+static int llistener_gc(lua_State *L) {
+  listener_ud *ud = (listener_ud *)corio_checkudata(L, 1, LISTENER_MT);
+  listener *l = ud->l;
+  if (!l) return 0;
+  ud->l = NULL;
+  l->ud = NULL;
+  if (!l->opened || (!l->closing && uv_is_closing((uv_handle_t *)&l->poll))) {
+    if (l->fd >= 0) close(l->fd); /* never opened, or closed by the rt */
+    free(l);
+  } else {
+    aux_listener_close(l);
+  }
+  return 0;
+}
+
+static int llistener_tostring(lua_State *L) {
+  listener_ud *ud = (listener_ud *)corio_checkudata(L, 1, LISTENER_MT);
+  if (!aux_listener_live(ud->l))
+    lua_pushliteral(L, "corio.Listener (closed)");
+  else if (ud->l->kind == CORIO_SK_TCP)
+    lua_pushfstring(L, "corio.Listener (tcp, port %d)", ud->l->port);
+  else
+    lua_pushliteral(L, "corio.Listener (unix)");
+  return 1;
+}
+
+/* Pushes a listener userdata whose box has no socket yet. */
+static listener *aux_listener_push(lua_State *L, corio_rt *rt, int kind) {
+  listener_ud *ud = (listener_ud *)lua_newuserdata(L, sizeof *ud);
+  listener *l;
+  ud->l = NULL;
+  luaL_setmetatable(L, LISTENER_MT);
+  l = (listener *)calloc(1, sizeof *l);
+  if (!l) luaL_error(L, "listen: out of memory");
+  l->fd = -1;
+  l->rt = rt;
+  l->kind = (uint8_t)kind;
+  l->ud = ud;
+  l->poll.data = l;
+  corio_list_init(&l->acceptors);
+  ud->l = l;
+  return l;
+}
+
+/* Binds, listens and starts watching; the listener is on top. Returns 1,
+   or pushes nil, err and returns 2 (the userdata frees its box). */
+static int aux_listen(lua_State *L, listener *l, struct sockaddr *sa,
+                      socklen_t len, int backlog, int reuseport) {
+  int one = 1, r;
+  l->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                 0);
+  if (l->fd < 0) return corio_io_fail(L, uv_translate_sys_error(errno),
+                                      "listen");
+  if (sa->sa_family != AF_UNIX)
+    setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#ifdef SO_REUSEPORT
+  if (reuseport &&
+      setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+    return corio_io_fail(L, uv_translate_sys_error(errno), "listen");
+#else
+  if (reuseport) return corio_io_fail(L, UV_ENOTSUP, "listen");
+#endif
+  if (bind(l->fd, sa, len) != 0 || listen(l->fd, backlog) != 0)
+    return corio_io_fail(L, uv_translate_sys_error(errno), "listen");
+  if (sa->sa_family != AF_UNIX) {
+    struct sockaddr_storage ss;
+    socklen_t n = sizeof ss;
+    if (getsockname(l->fd, (struct sockaddr *)&ss, &n) == 0)
+      l->port = ntohs(ss.ss_family == AF_INET6
+                          ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                          : ((struct sockaddr_in *)&ss)->sin_port);
+  }
+  if ((r = uv_poll_init(&l->rt->loop, &l->poll, l->fd)) != 0)
+    return corio_io_fail(L, r, "listen");
+  l->opened = 1;
+  return 1;
+}
+
+static int aux_backlog(lua_State *L, int idx) {
+  double b = corio_opt_number(L, idx, "backlog", 511, "listen");
+  if (!(b >= 0 && b <= 65535))
+    luaL_error(L, "bad option 'backlog' to 'listen' (0 to 65535 expected)");
+  return (int)b;
+}
+
+/* core._tcp_listen(addr, port, [{backlog = 511, reuseport = false}]) */
+static int ltcp_listen(lua_State *L) {
+  static const char *const allowed[] = {"backlog", "reuseport", "timeout",
+                                        NULL};
+  const char *host = luaL_checkstring(L, 1);
+  int port = aux_check_port(L, 2), r;
+  corio_rt *rt = corio_rt_get(L, "listen");
+  struct sockaddr_storage ss;
+  listener *l;
+  corio_opt_present(L, 3, "listen", allowed);
+  if ((r = aux_sockaddr(host, port, &ss)) != 0)
+    return corio_io_fail(L, r, "listen");
+  l = aux_listener_push(L, rt, CORIO_SK_TCP);
+  return aux_listen(L, l, (struct sockaddr *)&ss,
+                    ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                             : sizeof(struct sockaddr_in),
+                    aux_backlog(L, 3), aux_optbool(L, 3, "reuseport"));
+}
+
+/* core._unix_listen(path, [{backlog = 511}]) */
+static int lunix_listen(lua_State *L) {
+  static const char *const allowed[] = {"backlog", "timeout", NULL};
+  size_t n;
+  const char *path = luaL_checklstring(L, 1, &n);
+  corio_rt *rt = corio_rt_get(L, "listen");
+  struct sockaddr_un sun;
+  listener *l;
+  corio_opt_present(L, 2, "listen", allowed);
+  if (n == 0 || n >= sizeof sun.sun_path)
+    return luaL_argerror(L, 1, "socket path too long or empty");
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  memcpy(sun.sun_path, path, n);
+  l = aux_listener_push(L, rt, CORIO_SK_UNIX);
+  return aux_listen(L, l, (struct sockaddr *)&sun, sizeof sun,
+                    aux_backlog(L, 2), 0);
+}
+
+/* core._io_timeout(opts, fname): the deadline of a connect (its options
+   checked), for the Lua layer that spends it over several addresses. */
+static int lio_timeout(lua_State *L) {
+  static const char *const allowed[] = {"timeout", "nodelay", "keepalive",
+                                        NULL};
+  const char *fname = luaL_checkstring(L, 2);
+  lua_pushnumber(L, corio_io_timeout(L, 1, fname, allowed));
+  return 1;
+}
+
+/* ---------------------------------------------------------------- open */
+
+static const luaL_Reg listener_methods[] = {
+    {"port", llistener_port}, {"close", llistener_close}, {NULL, NULL}};
+static const luaL_Reg listener_retry[] = {{"accept", llistener_accept},
+                                          {NULL, NULL}};
+static const luaL_Reg listener_meta[] = {{"__gc", llistener_gc},
+                                         {"__close", llistener_close},
+                                         {"__tostring", llistener_tostring},
+                                         {NULL, NULL}};
+static const luaL_Reg retry_funcs[] = {{"_tcp_connect", ltcp_connect},
+                                       {"_unix_connect", lunix_connect},
+                                       {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"_io_timeout", lio_timeout},
+                                 {"_tcp_listen", ltcp_listen},
+                                 {"_unix_listen", lunix_listen},
+                                 {NULL, NULL}};
+
+void corio_open_tcp(lua_State *L) {
+  corio_class(L, LISTENER_MT, listener_methods, NULL, listener_meta);
+  lua_getfield(L, -1, "__index");
+  corio_setfuncs(L, listener_retry, 2);
+  lua_pop(L, 2);
+  corio_setfuncs(L, retry_funcs, 2);
+  corio_setfuncs(L, funcs, 0);
+}
