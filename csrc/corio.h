@@ -138,6 +138,8 @@ enum {
 #define CORIO_TF_CANCEL    0x01  /* t:cancel() was called */
 #define CORIO_TF_WOKEN     0x02  /* ready because a wait ended; abortable */
 #define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
+#define CORIO_TF_IOSLOT    0x08  /* handed an I/O budget slot it has not
+                                    claimed yet (corio_io_claim) */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
@@ -427,6 +429,14 @@ int corio_io_fail(lua_State *L, int status, const char *what);
    back exactly once when the operation completes or is abandoned. */
 int corio_io_take(corio_rt *rt);
 void corio_io_give(corio_rt *rt);
+/* The function that runs again after a budget wait owns the slot handed
+   to it: corio_io_claim(t) returns 1 once for it (use it instead of
+   corio_io_take; give it back if the call then completes at once). A
+   slot the task did not claim before it yields or ends is given back by
+   the scheduler (corio_io_unclaimed), so a call that raises instead
+   (its object closed meanwhile, a deadline) loses no slot. */
+int corio_io_claim(corio_task *t);
+void corio_io_unclaimed(corio_task *t);
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
                        double timeout);
 int corio_io_waiting(corio_rt *rt);

@@ -102,8 +102,23 @@ static int budget_abort(corio_task *t, int woken) {
     return 1;
   }
   t->flags &= ~0x08;
+  t->flags &= ~CORIO_TF_IOSLOT;
   corio_io_give(t->rt);
   return 1;
+}
+
+int corio_io_claim(corio_task *t) {
+  if (t->flags & CORIO_TF_IOSLOT) {
+    t->flags &= ~CORIO_TF_IOSLOT;
+    return 1;
+  }
+  return corio_io_take(t->rt);
+}
+
+void corio_io_unclaimed(corio_task *t) {
+  if (!(t->flags & CORIO_TF_IOSLOT)) return;
+  t->flags &= ~CORIO_TF_IOSLOT;
+  corio_io_give(t->rt);
 }
 
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,

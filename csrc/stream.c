@@ -328,7 +328,7 @@ static int aux_read_wait(lua_State *L, corio_stream *s, corio_task *t,
   if (s->reader)
     return luaL_error(L, "read: another task is already reading this "
                       "stream (one reader at a time)");
-  if (!corio_io_take(s->rt)) return corio_io_wait_slot(L, t, fn, timeout);
+  if (!corio_io_claim(t)) return corio_io_wait_slot(L, t, fn, timeout);
   s->reader = t;
   s->rmode = (uint8_t)mode;
   s->need = n;
@@ -461,7 +461,7 @@ static int lstream_write(lua_State *L) {
   /* a write already queued means this one will queue and likely wait:
      take the budget slot first, while nothing is done yet */
   if (s->u.s.write_queue_size > 0 || !corio_list_empty(&s->writers)) {
-    if (!corio_io_take(s->rt))
+    if (!corio_io_claim(t))
       return corio_io_wait_slot(L, t, lstream_write, timeout);
     corio_io_give(s->rt); /* taken again below if it parks */
   }
@@ -473,7 +473,7 @@ static int lstream_write(lua_State *L) {
     if ((size_t)r < n && (r = aux_queue(s, p + r, n - (size_t)r)) != 0)
       return corio_io_fail(L, r, write_what[s->kind]);
   }
-  if (s->u.s.write_queue_size <= WRITE_HWM || !corio_io_take(s->rt)) {
+  if (s->u.s.write_queue_size <= WRITE_HWM || !corio_io_claim(t)) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -521,7 +521,7 @@ static int lstream_shutdown(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!corio_io_take(s->rt))
+  if (!corio_io_claim(t))
     return corio_io_wait_slot(L, t, lstream_shutdown, timeout);
   s->sreq.data = s;
   if ((r = uv_shutdown(&s->sreq, &s->u.s, stream_on_shutdown)) != 0) {

@@ -132,7 +132,7 @@ static int ltcp_connect(lua_State *L) {
   uv_tcp_t *h;
   if ((r = aux_sockaddr(host, port, &ss)) != 0)
     return corio_io_fail(L, r, "connect");
-  if (!corio_io_take(t->rt))
+  if (!corio_io_claim(t))
     return corio_io_wait_slot(L, t, ltcp_connect, timeout);
   s = corio_stream_push(L, t->rt, CORIO_SK_TCP);
   h = (uv_tcp_t *)corio_stream_handle(s);
@@ -169,7 +169,7 @@ static int lunix_connect(lua_State *L) {
   connect_req *c;
   uv_pipe_t *h;
   int r;
-  if (!corio_io_take(t->rt))
+  if (!corio_io_claim(t))
     return corio_io_wait_slot(L, t, lunix_connect, timeout);
   s = corio_stream_push(L, t->rt, CORIO_SK_UNIX);
   h = (uv_pipe_t *)corio_stream_handle(s);
@@ -299,7 +299,7 @@ static int llistener_accept(lua_State *L) {
   err = errno;
   if (err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED)
     return corio_io_fail(L, uv_translate_sys_error(err), "accept");
-  if (!corio_io_take(l->rt))
+  if (!corio_io_claim(t))
     return corio_io_wait_slot(L, t, llistener_accept, timeout);
   corio_list_push(&l->acceptors, &t->link);
   aux_poll_policy(l);

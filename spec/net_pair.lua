@@ -1,0 +1,24 @@
+-- Shared by the network specs: connected loopback pairs.
+-- `local pair = require "net_pair"` (spec/ is on the path, see .busted).
+local corio = require "corio"
+
+local M = {}
+
+--- A connected TCP pair on 127.0.0.1: client, server side. Inside a task.
+function M.tcp(opts)
+  local srv = assert(corio.tcp.listen("127.0.0.1", 0))
+  local t = corio.spawn(function() return assert(srv:accept()) end)
+  local c = assert(corio.tcp.connect("127.0.0.1", srv:port(), opts))
+  local s = t:join()
+  srv:close()
+  return c, s
+end
+
+--- A fresh path for a Unix socket in a temporary directory.
+function M.sock_path()
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. ".sock"
+end
+
+return M

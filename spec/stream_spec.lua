@@ -1,0 +1,271 @@
+-- corio.Stream: read modes and limits, partial reads and writes,
+-- deadlines, cancellation, backpressure and the I/O budget, over TCP.
+local corio = require "corio"
+local H = require "helper"
+local pair = require "net_pair"
+
+local REAL = { clock = "real" }
+
+local function waiting_on(what)
+  for _, t in ipairs(corio.tasks()) do
+    if t.waiting_on == what then return true end
+  end
+  return false
+end
+
+describe("stream reads", function()
+  it("read(n) returns exactly n bytes assembled from several partial writes", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read(10) end)
+      for _, piece in ipairs({ "ab", "cde", "fghi", "jKLM" }) do
+        assert(s:write(piece))
+        corio.sleep(0.01)
+      end
+      assert.equal("abcdefghij", t:join())
+      assert.equal("KLM", c:read(3))
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("read(n) returns fewer bytes only at the end of the stream, then nil, closed", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      s:write("xyz")
+      s:close()
+      assert.equal("xyz", c:read(10))
+      local v, err = c:read(1)
+      assert.is_nil(v)
+      assert.equal("closed", err.kind)
+      c:close()
+    end, REAL)
+  end)
+
+  it("read('l') drops the line end (and a CR before it), read('L') keeps it", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      s:write("one\r\ntwo\nthree")
+      s:shutdown()
+      assert.equal("one", c:read("l"))
+      assert.equal("two\n", c:read("L"))
+      assert.equal("three", c:read("l")) -- the last line has no end
+      local v, err = c:read("l")
+      assert.is_nil(v)
+      assert.equal("closed", err.kind)
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("a line longer than max_line is an error of kind limit, and the bytes stay readable", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      s:write(("x"):rep(100) .. "\n")
+      local v, err = c:read("l", { max_line = 10 })
+      assert.is_nil(v)
+      assert.equal("limit", err.kind)
+      assert.equal(("x"):rep(100) .. "\n", c:read(101))
+      -- without a line end the limit still applies (no unbounded growth)
+      s:write(("y"):rep(5000))
+      v, err = c:read("l", { max_line = 1000, timeout = 5 })
+      assert.is_nil(v)
+      assert.equal("limit", err.kind)
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("read('a') returns everything up to the end, and past max_read an error of kind limit", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      s:write(("z"):rep(70000))
+      s:shutdown()
+      local all = c:read("a")
+      assert.equal(70000, #all)
+      assert.equal("", c:read("a"))
+      c:close(); s:close()
+      c, s = pair.tcp()
+      s:write(("z"):rep(5000))
+      local v, err = c:read("a", { max_read = 100 })
+      assert.is_nil(v)
+      assert.equal("limit", err.kind)
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("read_some returns what is buffered, at most max bytes, waiting only when nothing is", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read_some() end)
+      corio.sleep(0.02)
+      assert.equal("waiting", t:status())
+      s:write("hello world")
+      assert.equal("hello world", t:join())
+      s:write("abcdef")
+      corio.sleep(0.02)
+      assert.equal("abc", c:read_some(3))
+      assert.equal("def", c:read_some(100))
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("a read timeout keeps the stream open and loses no byte", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      s:write("12345")
+      local v, err = c:read(10, { timeout = 0.05 })
+      assert.is_nil(v)
+      assert.equal("timeout", err.kind)
+      s:write("67890")
+      assert.equal("1234567890", c:read(10, { timeout = 5 }))
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("a second task reading the same stream gets an error naming the problem", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read(4) end)
+      corio.sleep(0.01)
+      local ok, err = H.catch(function() return c:read(4) end)
+      assert.is_false(ok)
+      assert.matches("another task is already reading", tostring(err))
+      s:write("data")
+      assert.equal("data", t:join())
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("closing a stream wakes its parked reader with nil, closed; later calls raise", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read(4) end)
+      corio.sleep(0.01)
+      c:close()
+      c:close() -- twice is harmless
+      local v, err = t:join()
+      assert.is_nil(v)
+      assert.equal("closed", err.kind)
+      assert.is_true(c:closed())
+      local ok, e2 = H.catch(function() return c:read(1) end)
+      assert.is_false(ok)
+      assert.matches("closed", tostring(e2))
+      s:close()
+    end, REAL)
+  end)
+end)
+
+describe("stream cancellation", function()
+  it("a read cancelled mid-wait leaks nothing and the next read gets every byte", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read(6) end)
+      corio.sleep(0.01)
+      assert.is_true(waiting_on("tcp read"))
+      s:write("abc")
+      corio.sleep(0.01)
+      t:cancel()
+      local ok, err = t:wait()
+      assert.is_false(ok)
+      assert.is_true(corio.is_cancelled(err))
+      assert.equal(0, corio.stats().io_inflight)
+      s:write("def")
+      assert.equal("abcdef", c:read(6))
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("a write cancelled while it waits for a peer that never reads returns at once and leaks nothing", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local chunk = ("w"):rep(256 * 1024)
+      local t = corio.spawn(function()
+        for _ = 1, 400 do assert(c:write(chunk)) end
+      end)
+      local deadline = corio.now() + 10
+      while not waiting_on("tcp write") and corio.now() < deadline do corio.sleep(0.01) end
+      assert.is_true(waiting_on("tcp write"))
+      t:cancel()
+      local ok, err = t:wait()
+      assert.is_false(ok)
+      assert.is_true(corio.is_cancelled(err))
+      assert.equal(0, corio.stats().io_inflight)
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("a write to a peer that never reads times out with kind timeout", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local chunk = ("w"):rep(256 * 1024)
+      local err
+      for _ = 1, 400 do
+        local ok
+        ok, err = c:write(chunk, { timeout = 0.1 })
+        if not ok then break end
+      end
+      assert.equal("timeout", err.kind)
+      c:close(); s:close()
+    end, REAL)
+  end)
+end)
+
+describe("stream payloads", function()
+  it("carries a 16 MiB payload intact while the writer is held back by the reader", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local piece = ("0123456789abcdef"):rep(4096) -- 64 KiB
+      local total = 16 * 1024 * 1024
+      local writer = corio.spawn(function()
+        for _ = 1, total // #piece do assert(c:write(piece)) end
+        assert(c:shutdown())
+      end)
+      local got, bad = 0, 0
+      while true do
+        local d, err = s:read(65536)
+        if not d then
+          assert.equal("closed", err.kind)
+          break
+        end
+        if d ~= piece:sub(1, #d) then bad = bad + 1 end
+        got = got + #d
+        if got % (4 * 1024 * 1024) == 0 then corio.sleep(0.01) end -- a slow reader
+      end
+      writer:join()
+      assert.equal(total, got)
+      assert.equal(0, bad)
+      c:close(); s:close()
+    end, REAL)
+  end)
+
+  it("a large write is queued in the background and completes in order", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local big = ("abc"):rep(1000000)
+      assert(c:write(big))
+      assert(c:write("END"))
+      c:shutdown()
+      assert.equal(big .. "END", s:read("a"))
+      c:close(); s:close()
+    end, REAL)
+  end)
+end)
+
+describe("the I/O budget", function()
+  it("with max_io = 2, ten parked reads queue in the budget and all complete", function()
+    H.run(function()
+      local clients, servers, tasks = {}, {}, {}
+      for i = 1, 10 do clients[i], servers[i] = pair.tcp() end
+      for i = 1, 10 do
+        tasks[i] = corio.spawn(function() return clients[i]:read(5) end)
+      end
+      corio.sleep(0.02)
+      local st = corio.stats()
+      assert.equal(2, st.io_inflight)
+      assert.equal(8, st.io_waiting)
+      assert.is_true(waiting_on("io budget"))
+      for i = 1, 10 do servers[i]:write("hi " .. (i % 10) .. "!") end
+      for i = 1, 10 do assert.equal("hi " .. (i % 10) .. "!", tasks[i]:join()) end
+      assert.equal(0, corio.stats().io_waiting)
+      for i = 1, 10 do clients[i]:close(); servers[i]:close() end
+    end, { clock = "real", max_io = 2 })
+  end)
+end)
