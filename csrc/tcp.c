@@ -194,7 +194,7 @@ static int lunix_connect(lua_State *L) {
 static void listener_on_close(uv_handle_t *h) {
   listener *l = (listener *)h->data;
   if (l->ud) l->ud->l = NULL;
-  close(l->fd);
+  if (l->fd >= 0) close(l->fd);
   free(l);
 }
 
@@ -334,6 +334,10 @@ static void aux_listener_close(listener *l) {
   l->closing = 1;
   aux_wake_closed(l);
   uv_close((uv_handle_t *)&l->poll, listener_on_close);
+  /* the poll no longer watches it: close the socket now, so the port is
+     free and pending clients are refused when close() returns */
+  close(l->fd);
+  l->fd = -1;
 }
 
 static int llistener_close(lua_State *L) {
