@@ -72,6 +72,7 @@ struct corio_stream {
   size_t off, len, cap;
   size_t scanned;         /* bytes from off known to hold no '\n' */
   size_t need;            /* R_BYTES: count; R_LINE, R_ALL: the limit */
+  int nwrites;            /* write requests queued in libuv */
   int rstatus;            /* 0, or UV_EOF / the error that ended reading */
   int wstatus;            /* 0, or the error a queued write ended with */
   corio_task *reader;     /* the one parked reader */
@@ -395,12 +396,20 @@ static int lstream_read_some(lua_State *L) {
 
 /* ------------------------------------------------------------- writing */
 
-/* Wakes every writer waiting for the queue to drain, with `status`. */
+/* Wakes the writers waiting for the queue to drain: every one with an
+   error status; else writers (t->wait.arg = WRITE_HWM) once the queue is
+   at or below it, flushers (t->wait.arg = 0) once no write is queued. */
 static void aux_wake_writers(corio_stream *s, int status) {
-  corio_link *n;
-  while ((n = corio_list_shift(&s->writers)) != NULL) {
+  corio_link *n = s->writers.next;
+  size_t q = s->u.s.write_queue_size;
+  while (n != &s->writers) {
     corio_task *t = corio_container(n, corio_task, link);
-    lua_State *co = corio_wake_stack(t, 2);
+    lua_State *co;
+    n = n->next;
+    if (status == 0 && (t->wait.arg ? q > (size_t)t->wait.arg
+                                    : s->nwrites > 0))
+      continue;
+    co = corio_wake_stack(t, 2);
     corio_io_give(s->rt);
     t->wait.abort = NULL;
     if (status == 0) {
@@ -418,11 +427,11 @@ static void stream_on_written(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   corio_stream *s = w->s;
   free(w);
+  s->nwrites--;
   if (status < 0 && status != UV_ECANCELED && !s->wstatus)
     s->wstatus = status;
   if (uv_is_closing(&s->u.h)) return;
-  if (s->wstatus) aux_wake_writers(s, s->wstatus);
-  else if (s->u.s.write_queue_size <= WRITE_HWM) aux_wake_writers(s, 0);
+  aux_wake_writers(s, s->wstatus);
 }
 
 static int write_abort(corio_task *t, int woken) {
@@ -444,6 +453,8 @@ static int aux_queue(corio_stream *s, const char *p, size_t n) {
   b = uv_buf_init(w->data, (unsigned)n);
   if ((r = uv_write(&w->req, &s->u.s, &b, 1, stream_on_written)) != 0)
     free(w);
+  else
+    s->nwrites++;
   return r;
 }
 
@@ -477,6 +488,26 @@ static int lstream_write(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  t->wait.arg = WRITE_HWM;
+  corio_list_push(&s->writers, &t->link);
+  return corio_await(L, t, write_what[s->kind], write_abort, s, timeout);
+}
+
+/* s:flush([opts]) -> true | nil, err: waits until everything written so
+   far has been handed to the kernel (close() drops what is still queued;
+   flush first to keep it). Cancel safe: nothing is undone by giving up. */
+static int lstream_flush(lua_State *L) {
+  corio_stream *s = corio_stream_check(L, 1, "flush");
+  double timeout = corio_io_timeout(L, 2, "flush", NULL);
+  corio_task *t = corio_await_begin(L, "flush");
+  if (s->wstatus) return corio_io_fail(L, s->wstatus, write_what[s->kind]);
+  if (s->nwrites == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (!corio_io_claim(t)) return corio_io_wait_slot(L, t, lstream_flush,
+                                                    timeout);
+  t->wait.arg = 0;
   corio_list_push(&s->writers, &t->link);
   return corio_await(L, t, write_what[s->kind], write_abort, s, timeout);
 }
@@ -492,7 +523,7 @@ static void stream_on_shutdown(uv_shutdown_t *req, int status) {
   corio_io_give(s->rt);
   co = corio_wake_stack(t, 2);
   t->wait.abort = NULL;
-  if (status == 0 || status == UV_ENOTCONN) {
+  if (status == 0 || status == UV_ENOTCONN || status == UV_ENOTSOCK) {
     lua_pushboolean(co, 1);
     corio_wake(t, 1);
   } else {
@@ -697,6 +728,7 @@ static const luaL_Reg methods[] = {
 static const luaL_Reg retry_methods[] = {
     {"read", lstream_read},       {"read_some", lstream_read_some},
     {"write", lstream_write},     {"shutdown", lstream_shutdown},
+    {"flush", lstream_flush},
     {NULL, NULL}};
 static const luaL_Reg meta[] = {{"__gc", lstream_gc},
                                 {"__close", lstream_close},
