@@ -88,6 +88,14 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate" },
     } },
+  { name = "tcp_echo", module = "tcp", issue = 9,
+    impls = { "corio", "luv", "cqueues", "c" },
+    params = { conns = 100, rounds = 2000, size = 64 }, scaled = { "rounds" },
+    rows = {
+      { key = "rate", metric = "round trips/s ({conns} conns × {rounds} × {size} B)", fmt = "rate",
+        target = { vs = "c", ge = 0.9 } },
+      { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
+    } },
 }
 
 -- issue 3: each combinator against a plain call and a spawn+join of as
@@ -247,7 +255,8 @@ local function target_text(t)
   local op = t.ge and "≥" or "≤"
   local x = t.ge or t.le
   if t.abs then return ("%s %g%s"):format(op, x, t.unit or "") end
-  return ("%s %g× %s"):format(op, x, t.vs == "bare" and "bare coroutine" or t.vs)
+  local names = { bare = "bare coroutine", c = "the C program on libuv" }
+  return ("%s %g× %s"):format(op, x, names[t.vs] or t.vs)
 end
 
 -- "yes", "**no**" or "n/a" for corio's median `v`.
@@ -347,9 +356,10 @@ local function main_table(results)
       local target, met = "—", ""
       if row.target then
         target = target_text(row.target)
-        if row.target.vs == "bare" and med.bare then
-          target = target .. (" (bare %s: %s)"):format(fmt_value(med.bare, row.fmt),
-            fmt_ratio(med.corio, med.bare))
+        local vs = row.target.vs
+        if (vs == "bare" or vs == "c") and med[vs] then
+          target = target .. (" (%s %s: %s)"):format(vs, fmt_value(med[vs], row.fmt),
+            fmt_ratio(med.corio, med[vs]))
         end
         met = target_met(row.target, med.corio, med)
       end
