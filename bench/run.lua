@@ -287,7 +287,7 @@ end
 local function run_workload(w, have, notes)
   local impls = {}
   for _, impl in ipairs(w.impls or ALL) do
-    if impl == "bare" or have[impl] then impls[#impls + 1] = impl end
+    if impl == "bare" or impl == "c" or have[impl] then impls[#impls + 1] = impl end
   end
   local params = params_of(w)
   local samples, dead = {}, {}
