@@ -422,6 +422,11 @@ double corio_io_timeout(lua_State *L, int idx, const char *fname,
 void corio_io_error_push(lua_State *L, int status, const char *what);
 /* Pushes nil, that error; returns 2. */
 int corio_io_fail(lua_State *L, int status, const char *what);
+/* Wake t from an I/O wait with true (status 0) or nil, err of status /
+   nil, err of kind "closed" ("<what>: closed while waiting"). Both clear
+   the abort hook: nothing is handed back, a cancellation wins. */
+void corio_io_wake_status(corio_task *t, int status, const char *what);
+void corio_io_wake_closed(corio_task *t, const char *what);
 /* The I/O budget (max_io). Take a slot before starting an operation in
    libuv; if corio_io_take returns 0, return corio_io_wait_slot(L, t, fn,
    timeout) from fn (registered with await=2): fn runs again, with its

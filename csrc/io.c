@@ -62,6 +62,28 @@ int corio_io_fail(lua_State *L, int status, const char *what) {
   return 2;
 }
 
+/* Wakes t, parked in an I/O wait, with true (status 0) or nil, err. */
+void corio_io_wake_status(corio_task *t, int status, const char *what) {
+  lua_State *co = corio_wake_stack(t, 2);
+  t->wait.abort = NULL; /* nothing handed back: a cancellation wins */
+  if (status == 0) {
+    lua_pushboolean(co, 1);
+    corio_wake(t, 1);
+  } else {
+    lua_pushnil(co);
+    corio_io_error_push(co, status, what);
+    corio_wake(t, 2);
+  }
+}
+
+void corio_io_wake_closed(corio_task *t, const char *what) {
+  lua_State *co = corio_wake_stack(t, 2);
+  t->wait.abort = NULL;
+  lua_pushnil(co);
+  corio_error_push(co, "closed", NULL, "%s: closed while waiting", what);
+  corio_wake(t, 2);
+}
+
 /* -------------------------------------------------------------- budget */
 
 /* Hands a free slot to the first waiter that can still run. Returns 1

@@ -404,22 +404,12 @@ static void aux_wake_writers(corio_stream *s, int status) {
   size_t q = s->u.s.write_queue_size;
   while (n != &s->writers) {
     corio_task *t = corio_container(n, corio_task, link);
-    lua_State *co;
     n = n->next;
     if (status == 0 && (t->wait.arg ? q > (size_t)t->wait.arg
                                     : s->nwrites > 0))
       continue;
-    co = corio_wake_stack(t, 2);
     corio_io_give(s->rt);
-    t->wait.abort = NULL;
-    if (status == 0) {
-      lua_pushboolean(co, 1);
-      corio_wake(t, 1);
-    } else {
-      lua_pushnil(co);
-      corio_io_error_push(co, status, write_what[s->kind]);
-      corio_wake(t, 2);
-    }
+    corio_io_wake_status(t, status, write_what[s->kind]);
   }
 }
 
@@ -436,7 +426,7 @@ static void stream_on_written(uv_write_t *req, int status) {
 
 static int write_abort(corio_task *t, int woken) {
   corio_stream *s = (corio_stream *)t->wait.obj;
-  if (woken == 1) return 0; /* the data was queued: the write succeeded */
+  if (woken == 1) return 1; /* nothing handed back (the data is queued) */
   corio_list_remove(&t->link);
   corio_io_give(s->rt);
   return 1;
@@ -517,25 +507,16 @@ static int lstream_flush(lua_State *L) {
 static void stream_on_shutdown(uv_shutdown_t *req, int status) {
   corio_stream *s = (corio_stream *)req->data;
   corio_task *t = s->shutter;
-  lua_State *co;
   if (!t) return;
   s->shutter = NULL;
   corio_io_give(s->rt);
-  co = corio_wake_stack(t, 2);
-  t->wait.abort = NULL;
-  if (status == 0 || status == UV_ENOTCONN || status == UV_ENOTSOCK) {
-    lua_pushboolean(co, 1);
-    corio_wake(t, 1);
-  } else {
-    lua_pushnil(co);
-    corio_io_error_push(co, status, "shutdown");
-    corio_wake(t, 2);
-  }
+  if (status == UV_ENOTCONN || status == UV_ENOTSOCK) status = 0;
+  corio_io_wake_status(t, status, "shutdown");
 }
 
 static int shutdown_abort(corio_task *t, int woken) {
   corio_stream *s = (corio_stream *)t->wait.obj;
-  if (woken == 1) return 0;
+  if (woken == 1) return 1;
   s->shutter = NULL; /* the request finishes in the background */
   corio_io_give(s->rt);
   return 1;
@@ -567,13 +548,8 @@ static int lstream_shutdown(lua_State *L) {
 /* --------------------------------------------------------------- close */
 
 static void aux_wake_closed(corio_stream *s, corio_task *t) {
-  lua_State *co = corio_wake_stack(t, 2);
   corio_io_give(s->rt);
-  t->wait.abort = NULL;
-  lua_pushnil(co);
-  corio_error_push(co, "closed", NULL, "%s: the stream was closed",
-                   t->wait.what);
-  corio_wake(t, 2);
+  corio_io_wake_closed(t, t->wait.what);
 }
 
 /* Closes the handle (idempotent). Parked tasks get nil, err "closed".

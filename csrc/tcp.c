@@ -110,54 +110,59 @@ static int aux_check_port(lua_State *L, int idx) {
   return (int)p;
 }
 
-/* Starts connecting stream s (initialized) through c; parks t. */
-static int aux_connect_park(lua_State *L, corio_task *t, connect_req *c,
-                            double timeout) {
+/* Pushes a new stream of `kind` and starts connecting it to sa (TCP) or
+   path (Unix); parks t in "connect" (t holds a budget slot). */
+static int aux_connect(lua_State *L, corio_task *t, int kind,
+                       const struct sockaddr *sa, const char *path,
+                       double timeout) {
+  corio_stream *s = corio_stream_push(L, t->rt, kind);
+  uv_handle_t *h = corio_stream_handle(s);
+  connect_req *c;
+  int r = kind == CORIO_SK_TCP ? uv_tcp_init(&t->rt->loop, (uv_tcp_t *)h)
+                               : uv_pipe_init(&t->rt->loop,
+                                              (uv_pipe_t *)h, 0);
+  if (r) {
+    corio_io_give(t->rt);
+    return corio_io_fail(L, r, "connect");
+  }
+  corio_stream_mark(s);
+  if ((c = (connect_req *)calloc(1, sizeof *c)) == NULL) {
+    corio_stream_close(s);
+    corio_io_give(t->rt);
+    return luaL_error(L, "connect: out of memory");
+  }
+  c->s = s;
+  if (kind == CORIO_SK_TCP) {
+    r = uv_tcp_connect(&c->req, (uv_tcp_t *)h, sa, tcp_on_connect);
+  } else {
+    uv_pipe_connect(&c->req, (uv_pipe_t *)h, path, tcp_on_connect);
+  }
+  if (r) {
+    free(c);
+    corio_stream_close(s);
+    corio_io_give(t->rt);
+    return corio_io_fail(L, r, "connect");
+  }
   lua_pushvalue(L, -1);
   c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
   c->t = t;
   return corio_await(L, t, "connect", connect_abort, c, timeout);
 }
 
-/* core._tcp_connect(addr, port, timeout, nodelay, keepalive): one
-   literal address; the Lua layer tries each address in turn. */
+/* core._tcp_connect(addr, port, timeout): one literal address; the Lua
+   layer tries each address in turn and sets nodelay/keepalive. */
 static int ltcp_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   int port = aux_check_port(L, 2), r;
   double timeout = luaL_checknumber(L, 3);
   struct sockaddr_storage ss;
   corio_task *t = corio_await_begin(L, "connect");
-  corio_stream *s;
-  connect_req *c;
-  uv_tcp_t *h;
   if ((r = aux_sockaddr(host, port, &ss)) != 0)
     return corio_io_fail(L, r, "connect");
   if (!corio_io_claim(t))
     return corio_io_wait_slot(L, t, ltcp_connect, timeout);
-  s = corio_stream_push(L, t->rt, CORIO_SK_TCP);
-  h = (uv_tcp_t *)corio_stream_handle(s);
-  if ((r = uv_tcp_init(&t->rt->loop, h)) != 0) {
-    corio_io_give(t->rt);
-    return corio_io_fail(L, r, "connect");
-  }
-  corio_stream_mark(s);
-  if (lua_toboolean(L, 4)) uv_tcp_nodelay(h, 1);
-  if (lua_toboolean(L, 5)) uv_tcp_keepalive(h, 1, 60);
-  c = (connect_req *)calloc(1, sizeof *c);
-  if (!c) {
-    corio_stream_close(s);
-    corio_io_give(t->rt);
-    return luaL_error(L, "connect: out of memory");
-  }
-  c->s = s;
-  if ((r = uv_tcp_connect(&c->req, h, (struct sockaddr *)&ss,
-                          tcp_on_connect)) != 0) {
-    free(c);
-    corio_stream_close(s);
-    corio_io_give(t->rt);
-    return corio_io_fail(L, r, "connect");
-  }
-  return aux_connect_park(L, t, c, timeout);
+  return aux_connect(L, t, CORIO_SK_TCP, (struct sockaddr *)&ss, NULL,
+                     timeout);
 }
 
 /* core._unix_connect(path, timeout) */
@@ -165,28 +170,9 @@ static int lunix_connect(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   double timeout = luaL_checknumber(L, 2);
   corio_task *t = corio_await_begin(L, "connect");
-  corio_stream *s;
-  connect_req *c;
-  uv_pipe_t *h;
-  int r;
   if (!corio_io_claim(t))
     return corio_io_wait_slot(L, t, lunix_connect, timeout);
-  s = corio_stream_push(L, t->rt, CORIO_SK_UNIX);
-  h = (uv_pipe_t *)corio_stream_handle(s);
-  if ((r = uv_pipe_init(&t->rt->loop, h, 0)) != 0) {
-    corio_io_give(t->rt);
-    return corio_io_fail(L, r, "connect");
-  }
-  corio_stream_mark(s);
-  c = (connect_req *)calloc(1, sizeof *c);
-  if (!c) {
-    corio_stream_close(s);
-    corio_io_give(t->rt);
-    return luaL_error(L, "connect: out of memory");
-  }
-  c->s = s;
-  uv_pipe_connect(&c->req, h, path, tcp_on_connect);
-  return aux_connect_park(L, t, c, timeout);
+  return aux_connect(L, t, CORIO_SK_UNIX, NULL, path, timeout);
 }
 
 /* ------------------------------------------------------------ listener */
@@ -319,13 +305,8 @@ static int llistener_port(lua_State *L) {
 static void aux_wake_closed(listener *l) {
   corio_link *n;
   while ((n = corio_list_shift(&l->acceptors)) != NULL) {
-    corio_task *t = corio_container(n, corio_task, link);
-    lua_State *co = corio_wake_stack(t, 2);
     corio_io_give(l->rt);
-    t->wait.abort = NULL;
-    lua_pushnil(co);
-    corio_error_push(co, "closed", NULL, "accept: the listener was closed");
-    corio_wake(t, 2);
+    corio_io_wake_closed(corio_container(n, corio_task, link), "accept");
   }
 }
 

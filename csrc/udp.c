@@ -140,19 +140,9 @@ static int ludp_recv(lua_State *L) {
 
 static void udp_on_sent(uv_udp_send_t *req, int status) {
   send_req *s = (send_req *)req;
-  corio_task *t = s->t;
-  if (t) {
-    lua_State *co = corio_wake_stack(t, 2);
-    corio_io_give(t->rt);
-    t->wait.abort = NULL;
-    if (status == 0) {
-      lua_pushboolean(co, 1);
-      corio_wake(t, 1);
-    } else {
-      lua_pushnil(co);
-      corio_io_error_push(co, status, "udp send");
-      corio_wake(t, 2);
-    }
+  if (s->t) {
+    corio_io_give(s->t->rt);
+    corio_io_wake_status(s->t, status, "udp send");
   }
   free(s);
 }
@@ -209,13 +199,9 @@ static void aux_close(udp_sock *u) {
   u->closing = 1;
   if (u->reader) {
     corio_task *t = u->reader;
-    lua_State *co = corio_wake_stack(t, 2);
     u->reader = NULL;
     corio_io_give(u->rt);
-    t->wait.abort = NULL;
-    lua_pushnil(co);
-    corio_error_push(co, "closed", NULL, "udp recv: the socket was closed");
-    corio_wake(t, 2);
+    corio_io_wake_closed(t, "udp recv");
   }
   uv_close((uv_handle_t *)&u->h, udp_on_close);
 }

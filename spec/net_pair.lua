@@ -14,6 +14,14 @@ function M.tcp(opts)
   return c, s
 end
 
+--- Whether some live task waits on `what` (a `waiting_on` word).
+function M.waiting_on(what)
+  for _, t in ipairs(corio.tasks()) do
+    if t.waiting_on == what then return true end
+  end
+  return false
+end
+
 --- A fresh path for a Unix socket in a temporary directory.
 function M.sock_path()
   local p = os.tmpname()

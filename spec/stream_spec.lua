@@ -6,12 +6,7 @@ local pair = require "net_pair"
 
 local REAL = { clock = "real" }
 
-local function waiting_on(what)
-  for _, t in ipairs(corio.tasks()) do
-    if t.waiting_on == what then return true end
-  end
-  return false
-end
+local waiting_on = pair.waiting_on
 
 describe("stream reads", function()
   it("read(n) returns exactly n bytes assembled from several partial writes", function()

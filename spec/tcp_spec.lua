@@ -7,12 +7,7 @@ local proc = require "fixtures.proc"
 
 local REAL = { clock = "real" }
 
-local function waiting_on(what)
-  for _, t in ipairs(corio.tasks()) do
-    if t.waiting_on == what then return true end
-  end
-  return false
-end
+local waiting_on = pair.waiting_on
 
 -- An echo server on srv: one task per connection, inside scope s.
 local function serve_echo(s, srv, conns)

@@ -1,6 +1,7 @@
 -- corio.udp: datagrams over loopback with deadlines and cancellation.
 local corio = require "corio"
 local H = require "helper"
+local pair = require "net_pair"
 
 local REAL = { clock = "real" }
 
@@ -41,11 +42,7 @@ describe("udp", function()
       assert.equal("timeout", err.kind)
       local t = corio.spawn(function() return a:recv() end)
       corio.sleep(0.02)
-      local waiting
-      for _, info in ipairs(corio.tasks()) do
-        if info.waiting_on == "udp recv" then waiting = true end
-      end
-      assert.is_true(waiting)
+      assert.is_true(pair.waiting_on("udp recv"))
       t:cancel()
       assert.is_false((t:wait()))
       assert.equal(0, corio.stats().io_inflight)

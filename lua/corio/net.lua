@@ -64,13 +64,16 @@ function M.install(corio, core)
     local deadline = now() + secs
     local addrs, err = resolve(host, { timeout = secs })
     if not addrs then return nil, err end
-    local nodelay, keepalive = opts and opts.nodelay, opts and opts.keepalive
     for i = 1, #addrs do
       local left = deadline - now()
       if left < 0 then left = 0 end
       local c
-      c, err = tcp_connect(addrs[i], port, left, nodelay, keepalive)
-      if c then return c end
+      c, err = tcp_connect(addrs[i], port, left)
+      if c then
+        if opts and opts.nodelay then c:nodelay(true) end
+        if opts and opts.keepalive then c:keepalive(true) end
+        return c
+      end
       if err.kind == "timeout" then break end
     end
     return nil, err
