@@ -190,9 +190,12 @@ static int aux_servable(corio_stream *s) {
 
 static void stream_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b);
 
-/* Reading runs while the buffer is below its high-water mark (or below
-   what the parked reader needs) and the stream can still deliver. */
-static void aux_read_policy(corio_stream *s) {
+/* What libuv should do for the stream now. Reading runs while the buffer
+   is below its high-water mark (or below what the parked reader needs)
+   and the stream can still deliver. The handle is referenced only while
+   a task waits on it: a stream nobody waits on (reading ahead, idle)
+   does not keep the loop alive, so it does not hide a deadlock. */
+static void aux_policy(corio_stream *s) {
   size_t want = READ_HWM;
   int on;
   if (s->reader && s->rmode != R_SOME && s->need + 1 > want)
@@ -207,6 +210,11 @@ static void aux_read_policy(corio_stream *s) {
     uv_read_stop(&s->u.s);
     s->flags &= ~SF_READING;
   }
+  if (!aux_live(s)) return;
+  if (s->reader || s->shutter || !corio_list_empty(&s->writers))
+    uv_ref(&s->u.h);
+  else
+    uv_unref(&s->u.h);
 }
 
 /* Wakes the parked reader to serve itself (or see rstatus). */
@@ -224,7 +232,7 @@ static void stream_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   else if (n < 0) s->rstatus = (int)n;
   else return;
   if (s->reader && aux_servable(s)) aux_wake_reader(s);
-  aux_read_policy(s);
+  aux_policy(s);
 }
 
 static int read_abort(corio_task *t, int woken) {
@@ -232,7 +240,7 @@ static int read_abort(corio_task *t, int woken) {
   if (woken == 1) return 1; /* woken to retry: nothing was handed over */
   s->reader = NULL;
   corio_io_give(s->rt);
-  aux_read_policy(s);
+  aux_policy(s);
   return 1;
 }
 
@@ -244,7 +252,7 @@ static void aux_take(lua_State *L, corio_stream *s, size_t k, size_t keep) {
   s->len -= k;
   s->scanned = s->scanned > k ? s->scanned - k : 0;
   if (s->len == 0) s->off = s->scanned = 0;
-  aux_read_policy(s);
+  aux_policy(s);
 }
 
 static int aux_read_end(lua_State *L, corio_stream *s) {
@@ -333,7 +341,7 @@ static int aux_read_wait(lua_State *L, corio_stream *s, corio_task *t,
   s->reader = t;
   s->rmode = (uint8_t)mode;
   s->need = n;
-  aux_read_policy(s);
+  aux_policy(s);
   return corio_await_retry(L, t, fn, read_what[s->kind], read_abort, s,
                            timeout);
 }
@@ -411,6 +419,7 @@ static void aux_wake_writers(corio_stream *s, int status) {
     corio_io_give(s->rt);
     corio_io_wake_status(t, status, write_what[s->kind]);
   }
+  aux_policy(s);
 }
 
 static void stream_on_written(uv_write_t *req, int status) {
@@ -429,6 +438,7 @@ static int write_abort(corio_task *t, int woken) {
   if (woken == 1) return 1; /* nothing handed back (the data is queued) */
   corio_list_remove(&t->link);
   corio_io_give(s->rt);
+  aux_policy(s);
   return 1;
 }
 
@@ -480,6 +490,7 @@ static int lstream_write(lua_State *L) {
   }
   t->wait.arg = WRITE_HWM;
   corio_list_push(&s->writers, &t->link);
+  aux_policy(s);
   return corio_await(L, t, write_what[s->kind], write_abort, s, timeout);
 }
 
@@ -499,6 +510,7 @@ static int lstream_flush(lua_State *L) {
                                                     timeout);
   t->wait.arg = 0;
   corio_list_push(&s->writers, &t->link);
+  aux_policy(s);
   return corio_await(L, t, write_what[s->kind], write_abort, s, timeout);
 }
 
@@ -510,6 +522,7 @@ static void stream_on_shutdown(uv_shutdown_t *req, int status) {
   if (!t) return;
   s->shutter = NULL;
   corio_io_give(s->rt);
+  aux_policy(s);
   if (status == UV_ENOTCONN || status == UV_ENOTSOCK) status = 0;
   corio_io_wake_status(t, status, "shutdown");
 }
@@ -519,6 +532,7 @@ static int shutdown_abort(corio_task *t, int woken) {
   if (woken == 1) return 1;
   s->shutter = NULL; /* the request finishes in the background */
   corio_io_give(s->rt);
+  aux_policy(s);
   return 1;
 }
 
@@ -542,6 +556,7 @@ static int lstream_shutdown(lua_State *L) {
   }
   s->flags |= SF_SHUT;
   s->shutter = t;
+  aux_policy(s);
   return corio_await(L, t, "shutdown", shutdown_abort, s, timeout);
 }
 
@@ -579,12 +594,12 @@ corio_rt *corio_stream_runtime(const corio_stream *s) { return s->rt; }
 
 void corio_stream_opened(corio_stream *s) {
   s->flags |= SF_OPENED;
-  aux_read_policy(s);
+  aux_policy(s);
 }
 
 void corio_stream_set_writeonly(corio_stream *s) {
   s->flags |= SF_NOREAD;
-  aux_read_policy(s);
+  aux_policy(s);
 }
 
 /* The handle of an initialized stream; NULL when it is closed. */

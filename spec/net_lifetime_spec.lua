@@ -67,4 +67,22 @@ describe("network object lifetimes", function()
     rt:close(); other:close()
     assert.is_true(c:closed())
   end)
+
+  it("an idle open connection does not hide a deadlock, a parked read keeps the loop alive", function()
+    if not H.need_pcall_yield(pending) then return end
+    local err = H.run_error(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read(1, { timeout = 0.2 }) end)
+      local v, e = t:join() -- parked in "tcp read": not a deadlock
+      assert.is_nil(v)
+      assert.equal("timeout", e.kind)
+      local _, why = H.catch(function()
+        corio.channel(1):recv() -- nothing can wake it; c and s are idle
+      end)
+      c:close(); s:close()
+      error(why, 0)
+    end, { clock = "real" })
+    assert.equal("deadlock", err.kind)
+  end)
 end)
+
