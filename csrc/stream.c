@@ -251,7 +251,14 @@ static void aux_take(lua_State *L, corio_stream *s, size_t k, size_t keep) {
   s->off += k;
   s->len -= k;
   s->scanned = s->scanned > k ? s->scanned - k : 0;
-  if (s->len == 0) s->off = s->scanned = 0;
+  if (s->len == 0) {
+    s->off = s->scanned = 0;
+    if (s->cap > 2 * READ_HWM) { /* a large read is over: give it back */
+      free(s->buf);
+      s->buf = NULL;
+      s->cap = 0;
+    }
+  }
   aux_policy(s);
 }
 
@@ -358,6 +365,9 @@ static int lstream_read(lua_State *L) {
     if (!(v >= 0 && v <= 1e15))
       return luaL_argerror(L, 2, "non-negative byte count expected");
     n = (size_t)v;
+    if (n > aux_limit(L, 3, "max_read", MAX_READ_DEFAULT))
+      return corio_fail(L, "limit", "read: %d bytes is more than max_read",
+                        (int)(v > 2e9 ? 2e9 : v));
   } else {
     const char *f = luaL_optstring(L, 2, "l");
     if (*f == '*') f++; /* LuaSocket's "*l", "*a" */
