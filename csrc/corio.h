@@ -477,6 +477,9 @@ void corio_stream_close(corio_stream *s);
 /* The open stream at idx, or NULL (not a stream, or closed). */
 corio_stream *corio_stream_test(lua_State *L, int idx);
 corio_rt *corio_stream_runtime(const corio_stream *s);
+/* fn(arg) runs once when the stream's memory is freed (its handle is
+   closed, by close, __gc or the runtime's teardown): no Lua code. */
+void corio_stream_on_free(corio_stream *s, void (*fn)(void *), void *arg);
 
 /* --------------------------------------------------------------- dns.c */
 

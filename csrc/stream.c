@@ -78,6 +78,8 @@ struct corio_stream {
   corio_task *reader;     /* the one parked reader */
   corio_link writers;     /* tasks waiting for the write queue to drain */
   corio_task *shutter;    /* the task waiting in shutdown */
+  void (*on_free)(void *); /* the owner's cleanup (corio_stream_on_free) */
+  void *on_free_arg;
   uv_shutdown_t sreq;
   uint8_t kind, flags, rmode;
 };
@@ -99,11 +101,22 @@ static const char *const write_what[] = {"tcp write", "unix write",
 
 /* ------------------------------------------------------------ lifetime */
 
+/* The end of a stream's memory (its handle is closed): no Lua here. */
+static void stream_free(corio_stream *s) {
+  if (s->on_free) s->on_free(s->on_free_arg);
+  free(s->buf);
+  free(s);
+}
+
 static void stream_on_close(uv_handle_t *h) {
   corio_stream *s = (corio_stream *)h->data;
   if (s->ud) s->ud->s = NULL;
-  free(s->buf);
-  free(s);
+  stream_free(s);
+}
+
+void corio_stream_on_free(corio_stream *s, void (*fn)(void *), void *arg) {
+  s->on_free = fn;
+  s->on_free_arg = arg;
 }
 
 corio_stream *corio_stream_push(lua_State *L, corio_rt *rt, int kind) {
@@ -633,8 +646,7 @@ static int lstream_gc(lua_State *L) {
   ud->s = NULL;
   s->ud = NULL;
   if (!(s->flags & SF_OPENED) || aux_orphaned(s)) {
-    free(s->buf);
-    free(s);
+    stream_free(s);
   } else {
     corio_stream_close(s); /* no-op when already closing */
   }

@@ -685,12 +685,12 @@ function corio.udp.bind(host, port) end
 ---@return corio.Error? err
 function corio.resolve(host, opts) end
 
----The process's stdin as a stream (one per runtime), or `nil, err` for a file or device.
+---The process's stdin as a stream (one per runtime; a file or device is served by a copier thread).
 ---@return corio.Stream? stream
 ---@return corio.Error? err
 function corio.stdin() end
 
----The process's stdout as a write-only stream (one per runtime), or `nil, err` for a file or device.
+---The process's stdout as a write-only stream (one per runtime; closing it leaves fd 1 open).
 ---@return corio.Stream? stream
 ---@return corio.Error? err
 function corio.stdout() end
