@@ -427,6 +427,10 @@ int corio_io_fail(lua_State *L, int status, const char *what);
    the abort hook: nothing is handed back, a cancellation wins. */
 void corio_io_wake_status(corio_task *t, int status, const char *what);
 void corio_io_wake_closed(corio_task *t, const char *what);
+/* t was woken to start over (corio_wake_retry) and has not run yet, but
+   the object it waited on was closed meanwhile: its wait ends with nil,
+   err "closed" instead of a call that would raise "use after close". */
+void corio_io_unretry_closed(corio_task *t, const char *what);
 /* The I/O budget (max_io). Take a slot before starting an operation in
    libuv; if corio_io_take returns 0, return corio_io_wait_slot(L, t, fn,
    timeout) from fn (registered with await=2): fn runs again, with its

@@ -84,6 +84,18 @@ void corio_io_wake_closed(corio_task *t, const char *what) {
   corio_wake(t, 2);
 }
 
+void corio_io_unretry_closed(corio_task *t, const char *what) {
+  lua_State *co = t->co;
+  if (!t->rt || t->state != CORIO_READY || !(t->flags & CORIO_TF_WOKEN))
+    return;
+  lua_pop(co, t->nargs); /* the retry mark */
+  lua_checkstack(co, 3);
+  lua_pushnil(co);
+  corio_error_push(co, "closed", NULL, "%s: closed while waiting", what);
+  t->nargs = 2;
+  t->wait.abort = NULL;
+}
+
 /* -------------------------------------------------------------- budget */
 
 /* Hands a free slot to the first waiter that can still run. Returns 1

@@ -76,6 +76,7 @@ struct corio_stream {
   int rstatus;            /* 0, or UV_EOF / the error that ended reading */
   int wstatus;            /* 0, or the error a queued write ended with */
   corio_task *reader;     /* the one parked reader */
+  corio_task *woken;      /* the reader woken to serve itself, not yet run */
   corio_link writers;     /* tasks waiting for the write queue to drain */
   corio_task *shutter;    /* the task waiting in shutdown */
   void (*on_free)(void *); /* the owner's cleanup (corio_stream_on_free) */
@@ -154,6 +155,7 @@ corio_stream *corio_stream_check(lua_State *L, int idx, const char *fname) {
     luaL_error(L, "%s: the stream is closed", fname);
   if (s->rt != corio_ctx_get(L)->rt)
     luaL_error(L, "%s: the stream belongs to another runtime", fname);
+  if (s->woken && s->woken == s->rt->current) s->woken = NULL; /* it runs */
   return s;
 }
 
@@ -234,6 +236,7 @@ static void aux_policy(corio_stream *s) {
 static void aux_wake_reader(corio_stream *s) {
   corio_task *t = s->reader;
   s->reader = NULL;
+  s->woken = t;
   corio_io_give(s->rt);
   corio_wake_retry(t);
 }
@@ -250,7 +253,10 @@ static void stream_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
 
 static int read_abort(corio_task *t, int woken) {
   corio_stream *s = (corio_stream *)t->wait.obj;
-  if (woken == 1) return 1; /* woken to retry: nothing was handed over */
+  if (woken == 1) { /* woken to retry: nothing was handed over */
+    if (s->woken == t) s->woken = NULL;
+    return 1;
+  }
   s->reader = NULL;
   corio_io_give(s->rt);
   aux_policy(s);
@@ -595,6 +601,10 @@ static void aux_wake_closed(corio_stream *s, corio_task *t) {
 void corio_stream_close(corio_stream *s) {
   if (!(s->flags & SF_OPENED) || uv_is_closing(&s->u.h)) return;
   s->flags |= SF_CLOSING;
+  if (s->woken) { /* woken to read, has not run: it gets "closed" too */
+    corio_io_unretry_closed(s->woken, s->woken->wait.what);
+    s->woken = NULL;
+  }
   if (s->reader) {
     corio_task *t = s->reader;
     s->reader = NULL;

@@ -36,6 +36,7 @@ typedef struct listener {
   corio_rt *rt;
   struct listener_ud *ud;
   corio_link acceptors;   /* parked in accept, FIFO */
+  corio_task *woken;      /* the acceptor woken to accept, not yet run */
   int fd;
   int port;               /* TCP: the bound port */
   uint8_t kind;           /* CORIO_SK_TCP or CORIO_SK_UNIX */
@@ -194,6 +195,8 @@ static listener *check_listener(lua_State *L, const char *fname) {
     luaL_error(L, "%s: the listener is closed", fname);
   if (ud->l->rt != corio_ctx_get(L)->rt)
     luaL_error(L, "%s: the listener belongs to another runtime", fname);
+  if (ud->l->woken && ud->l->woken == ud->l->rt->current)
+    ud->l->woken = NULL; /* it runs */
   return ud->l;
 }
 
@@ -205,8 +208,9 @@ static void listener_on_poll(uv_poll_t *h, int status, int events) {
   uv_poll_stop(h);
   l->polling = 0;
   if ((n = corio_list_shift(&l->acceptors)) != NULL) {
+    l->woken = corio_container(n, corio_task, link);
     corio_io_give(l->rt);
-    corio_wake_retry(corio_container(n, corio_task, link));
+    corio_wake_retry(l->woken);
   }
 }
 
@@ -223,7 +227,12 @@ static void aux_poll_policy(listener *l) {
 
 static int accept_abort(corio_task *t, int woken) {
   listener *l = (listener *)t->wait.obj;
-  if (woken == 1) return 1; /* woken to retry: nothing handed over */
+  if (woken == 1) { /* woken to retry: nothing handed over; the poll
+                       starts again for the acceptors behind it */
+    if (l->woken == t) l->woken = NULL;
+    aux_poll_policy(l);
+    return 1;
+  }
   corio_list_remove(&t->link);
   corio_io_give(t->rt);
   aux_poll_policy(l);
@@ -277,12 +286,13 @@ static int llistener_accept(lua_State *L) {
   do {
     fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   } while (fd < 0 && errno == EINTR);
+  err = errno;
+  aux_poll_policy(l); /* others may wait: polling goes on for them */
   if (fd >= 0)
     return aux_wrap(L, l, fd, l->kind == CORIO_SK_TCP &&
                     aux_optbool(L, 2, "nodelay"),
                     l->kind == CORIO_SK_TCP && aux_optbool(L, 2,
                                                            "keepalive"));
-  err = errno;
   if (err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED)
     return corio_io_fail(L, uv_translate_sys_error(err), "accept");
   if (!corio_io_claim(t))
@@ -313,6 +323,10 @@ static void aux_wake_closed(listener *l) {
 static void aux_listener_close(listener *l) {
   if (!aux_listener_live(l)) return;
   l->closing = 1;
+  if (l->woken) { /* woken to accept, has not run: it gets "closed" too */
+    corio_io_unretry_closed(l->woken, "accept");
+    l->woken = NULL;
+  }
   aux_wake_closed(l);
   uv_close((uv_handle_t *)&l->poll, listener_on_close);
   /* the poll no longer watches it: close the socket now, so the port is

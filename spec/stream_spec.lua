@@ -153,6 +153,60 @@ describe("stream reads", function()
   end)
 end)
 
+describe("stream close races", function()
+  it("a reader woken by data but closed before it runs gets nil, closed (not a raise)", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local t = corio.spawn(function() return c:read(3) end)
+      corio.sleep(0.01)
+      s:write("abc")
+      -- main keeps yielding, so the loop is polled only between its steps:
+      -- the data wakes the reader behind main in the ready queue, and main
+      -- closes the stream before the reader runs
+      local hit = false
+      for _ = 1, 100000 do
+        if t:status() == "ready" then
+          hit = true
+          c:close()
+          break
+        end
+        corio.yield()
+      end
+      assert.is_true(hit)
+      local v, err = t:join()
+      assert.is_nil(v)
+      assert.equal("closed", err.kind)
+      s:close()
+    end, REAL)
+  end)
+
+  it("several tasks accepting on one listener are all served", function()
+    H.run(function()
+      local srv = assert(corio.tcp.listen("127.0.0.1", 0))
+      local got = {}
+      local acceptors = {}
+      for i = 1, 4 do
+        acceptors[i] = corio.spawn(function()
+          local c = assert(srv:accept({ timeout = 5 }))
+          got[#got + 1] = c:read("l")
+          c:close()
+        end)
+      end
+      corio.sleep(0.01)
+      for i = 1, 4 do
+        local c = assert(corio.tcp.connect("127.0.0.1", srv:port()))
+        c:write("client " .. i .. "\n")
+        c:shutdown()
+        c:close()
+      end
+      for i = 1, 4 do acceptors[i]:join() end
+      table.sort(got)
+      assert.same({ "client 1", "client 2", "client 3", "client 4" }, got)
+      srv:close()
+    end, REAL)
+  end)
+end)
+
 describe("stream cancellation", function()
   it("a read cancelled mid-wait leaks nothing and the next read gets every byte", function()
     H.run(function()
