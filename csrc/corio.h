@@ -138,8 +138,8 @@ enum {
 #define CORIO_TF_CANCEL    0x01  /* t:cancel() was called */
 #define CORIO_TF_WOKEN     0x02  /* ready because a wait ended; abortable */
 #define CORIO_TF_OBSERVED  0x04  /* its outcome was joined/waited/scoped */
-#define CORIO_TF_IOSLOT    0x08  /* handed an I/O budget slot it has not
-                                    claimed yet (corio_io_claim) */
+#define CORIO_TF_GRANTED   0x08  /* woken with an I/O budget slot that
+                                    its retried call has not claimed */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 
 struct corio_task {
@@ -438,14 +438,17 @@ void corio_io_unretry_closed(corio_task *t, const char *what);
    back exactly once when the operation completes or is abandoned. */
 int corio_io_take(corio_rt *rt);
 void corio_io_give(corio_rt *rt);
-/* The function that runs again after a budget wait owns the slot handed
-   to it: corio_io_claim(t) returns 1 once for it (use it instead of
-   corio_io_take; give it back if the call then completes at once). A
-   slot the task did not claim before it yields or ends is given back by
-   the scheduler (corio_io_unclaimed), so a call that raises instead
-   (its object closed meanwhile, a deadline) loses no slot. */
-int corio_io_claim(corio_task *t);
-void corio_io_unclaimed(corio_task *t);
+/* The call that runs again after a budget wait owns the slot handed to
+   it: corio_io_take claims it for the running task. A slot it does not
+   claim is given back when its step ends (corio_budget_unclaimed, called
+   by the scheduler), so a call that completes at once or raises loses
+   none. */
+void corio_budget_unclaimed(corio_task *t);
+/* 1 if t (any pointer, never dereferenced) is parked in rt's budget
+   queue. An object whose would-be user waits there for a slot can wake
+   it early when it can serve it without one (data already buffered, a
+   connection to accept): unlink t->link and corio_wake_retry(t). */
+int corio_io_budget_waiting(corio_rt *rt, const corio_task *t);
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
                        double timeout);
 int corio_io_waiting(corio_rt *rt);

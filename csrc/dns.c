@@ -122,7 +122,7 @@ static int lcorio_resolve(lua_State *L) {
     lua_rawseti(L, -2, 1);
     return 1;
   }
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt))
     return corio_io_wait_slot(L, t, lcorio_resolve, timeout);
   r = (dns_req *)calloc(1, sizeof *r);
   if (!r) {

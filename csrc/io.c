@@ -98,15 +98,17 @@ void corio_io_unretry_closed(corio_task *t, const char *what) {
 
 /* -------------------------------------------------------------- budget */
 
-/* Hands a free slot to the first waiter that can still run. Returns 1
-   if one took it (the slot stays counted). */
+/* Hands a free slot to the first waiter that can still run (it stays
+   counted) and wakes it to retry. The retried call claims it in
+   corio_io_take; a slot it does not claim (it found it needs none after
+   all, or raised) is given back when its step ends
+   (corio_budget_unclaimed), so none is lost. */
 static int budget_pass(corio_rt *rt) {
   corio_link *n;
   while ((n = corio_list_shift(&rt->io_waiters)) != NULL) {
     corio_task *t = corio_container(n, corio_task, link);
     if (!t->rt) continue; /* its runtime is gone: never runs again */
-    t->flags |= 0x08; /* interim (main has the final design): the retried
-                         call's corio_io_take gets this slot */
+    t->flags |= CORIO_TF_GRANTED;
     corio_wake_retry(t);
     return 1;
   }
@@ -117,9 +119,15 @@ void corio_io_give(corio_rt *rt) {
   if (!budget_pass(rt)) rt->io_inflight--;
 }
 
+void corio_budget_unclaimed(corio_task *t) {
+  t->flags &= ~CORIO_TF_GRANTED;
+  corio_io_give(t->rt);
+}
+
 int corio_io_take(corio_rt *rt) {
-  if (rt->current && (rt->current->flags & 0x08)) {
-    rt->current->flags &= ~0x08;
+  corio_task *t = rt->current;
+  if (t && (t->flags & CORIO_TF_GRANTED)) {
+    t->flags &= ~CORIO_TF_GRANTED; /* the slot handed to it */
     return 1;
   }
   if (rt->io_inflight >= rt->max_io || !corio_list_empty(&rt->io_waiters))
@@ -128,31 +136,23 @@ int corio_io_take(corio_rt *rt) {
   return 1;
 }
 
-/* A parked waiter leaves the queue. One woken with a slot (the retry mark
-   on its stack) and cancelled before it ran passes the slot on. */
+/* A parked waiter leaves the queue. One woken with a slot and cancelled
+   before it ran passes the slot on; one woken without (by the object it
+   waits to use, see corio_io_budget_waiting) has none to pass. */
 static int budget_abort(corio_task *t, int woken) {
   if (woken <= 0) {
     corio_list_remove(&t->link);
     return 1;
   }
-  t->flags &= ~0x08;
-  t->flags &= ~CORIO_TF_IOSLOT;
-  corio_io_give(t->rt);
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   return 1;
 }
 
-int corio_io_claim(corio_task *t) {
-  if (t->flags & CORIO_TF_IOSLOT) {
-    t->flags &= ~CORIO_TF_IOSLOT;
-    return 1;
-  }
-  return corio_io_take(t->rt);
-}
-
-void corio_io_unclaimed(corio_task *t) {
-  if (!(t->flags & CORIO_TF_IOSLOT)) return;
-  t->flags &= ~CORIO_TF_IOSLOT;
-  corio_io_give(t->rt);
+int corio_io_budget_waiting(corio_rt *rt, const corio_task *t) {
+  const corio_link *n;
+  for (n = rt->io_waiters.next; n != &rt->io_waiters; n = n->next)
+    if (n == &t->link) return 1;
+  return 0;
 }
 
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,

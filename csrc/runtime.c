@@ -177,7 +177,7 @@ static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   rt->current = t;
   st = corio_resume(t->co, L, t->nargs, &nres);
   rt->current = NULL;
-  if (t->flags & CORIO_TF_IOSLOT) corio_io_unclaimed(t);
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
     if (t->state == CORIO_RUNNING) {

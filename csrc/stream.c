@@ -77,6 +77,9 @@ struct corio_stream {
   int wstatus;            /* 0, or the error a queued write ended with */
   corio_task *reader;     /* the one parked reader */
   corio_task *woken;      /* the reader woken to serve itself, not yet run */
+  corio_task *breader;    /* a reader waiting for a budget slot (maybe
+                             stale: check with aux_breader) */
+  lua_Integer breader_id;
   corio_link writers;     /* tasks waiting for the write queue to drain */
   corio_task *shutter;    /* the task waiting in shutdown */
   void (*on_free)(void *); /* the owner's cleanup (corio_stream_on_free) */
@@ -155,7 +158,10 @@ corio_stream *corio_stream_check(lua_State *L, int idx, const char *fname) {
     luaL_error(L, "%s: the stream is closed", fname);
   if (s->rt != corio_ctx_get(L)->rt)
     luaL_error(L, "%s: the stream belongs to another runtime", fname);
-  if (s->woken && s->woken == s->rt->current) s->woken = NULL; /* it runs */
+  if (s->rt->current) { /* it runs: it is neither woken nor queued */
+    if (s->woken == s->rt->current) s->woken = NULL;
+    if (s->breader == s->rt->current) s->breader = NULL;
+  }
   return s;
 }
 
@@ -213,7 +219,7 @@ static void stream_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b);
 static void aux_policy(corio_stream *s) {
   size_t want = READ_HWM;
   int on;
-  if (s->reader && s->rmode != R_SOME && s->need + 1 > want)
+  if ((s->reader || s->breader) && s->rmode != R_SOME && s->need + 1 > want)
     want = s->need + 1;
   on = !s->rstatus && !(s->flags & (SF_CLOSING | SF_NOREAD)) &&
        aux_live(s) && s->len < want;
@@ -241,13 +247,35 @@ static void aux_wake_reader(corio_stream *s) {
   corio_wake_retry(t);
 }
 
+/* The reader waiting in the budget queue, or NULL (a stale pointer is
+   dropped: it is compared, never dereferenced, until it is found in the
+   queue, and then it must still be the same task). */
+static corio_task *aux_breader(corio_stream *s) {
+  corio_task *t = s->breader;
+  if (t && corio_io_budget_waiting(s->rt, t) && t->id == s->breader_id)
+    return t;
+  s->breader = NULL;
+  return NULL;
+}
+
 static void stream_on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   corio_stream *s = (corio_stream *)h->data;
+  corio_task *t;
   (void)b;
   if (n > 0) s->len += (size_t)n;
   else if (n < 0) s->rstatus = (int)n;
   else return;
-  if (s->reader && aux_servable(s)) aux_wake_reader(s);
+  if (s->reader) {
+    if (aux_servable(s)) aux_wake_reader(s);
+  } else if (s->breader && aux_servable(s) && (t = aux_breader(s))) {
+    /* it waits for a slot it no longer needs: the buffer serves it now
+       (else a server's idle readers holding every slot would starve a
+       connection whose data came in) */
+    corio_list_remove(&t->link);
+    s->breader = NULL;
+    s->woken = t;
+    corio_wake_retry(t);
+  }
   aux_policy(s);
 }
 
@@ -360,13 +388,18 @@ static size_t aux_limit(lua_State *L, int idx, const char *key, double def) {
 static int aux_read_wait(lua_State *L, corio_stream *s, corio_task *t,
                          lua_CFunction fn, int mode, size_t n,
                          double timeout) {
-  if (s->reader)
+  if (s->reader || aux_breader(s))
     return luaL_error(L, "read: another task is already reading this "
                       "stream (one reader at a time)");
-  if (!corio_io_claim(t)) return corio_io_wait_slot(L, t, fn, timeout);
-  s->reader = t;
   s->rmode = (uint8_t)mode;
   s->need = n;
+  if (!corio_io_take(t->rt)) {
+    s->breader = t; /* data that serves it wakes it (stream_on_read) */
+    s->breader_id = t->id;
+    aux_policy(s);
+    return corio_io_wait_slot(L, t, fn, timeout);
+  }
+  s->reader = t;
   aux_policy(s);
   return corio_await_retry(L, t, fn, read_what[s->kind], read_abort, s,
                            timeout);
@@ -501,7 +534,7 @@ static int lstream_write(lua_State *L) {
   /* a write already queued means this one will queue and likely wait:
      take the budget slot first, while nothing is done yet */
   if (s->u.s.write_queue_size > 0 || !corio_list_empty(&s->writers)) {
-    if (!corio_io_claim(t))
+    if (!corio_io_take(t->rt))
       return corio_io_wait_slot(L, t, lstream_write, timeout);
     corio_io_give(s->rt); /* taken again below if it parks */
   }
@@ -513,7 +546,7 @@ static int lstream_write(lua_State *L) {
     if ((size_t)r < n && (r = aux_queue(s, p + r, n - (size_t)r)) != 0)
       return corio_io_fail(L, r, write_what[s->kind]);
   }
-  if (s->u.s.write_queue_size <= WRITE_HWM || !corio_io_claim(t)) {
+  if (s->u.s.write_queue_size <= WRITE_HWM || !corio_io_take(t->rt)) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -535,7 +568,7 @@ static int lstream_flush(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!corio_io_claim(t)) return corio_io_wait_slot(L, t, lstream_flush,
+  if (!corio_io_take(t->rt)) return corio_io_wait_slot(L, t, lstream_flush,
                                                     timeout);
   t->wait.arg = 0;
   corio_list_push(&s->writers, &t->link);
@@ -576,7 +609,7 @@ static int lstream_shutdown(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt))
     return corio_io_wait_slot(L, t, lstream_shutdown, timeout);
   s->sreq.data = s;
   if ((r = uv_shutdown(&s->sreq, &s->u.s, stream_on_shutdown)) != 0) {
@@ -602,8 +635,13 @@ void corio_stream_close(corio_stream *s) {
   if (!(s->flags & SF_OPENED) || uv_is_closing(&s->u.h)) return;
   s->flags |= SF_CLOSING;
   if (s->woken) { /* woken to read, has not run: it gets "closed" too */
-    corio_io_unretry_closed(s->woken, s->woken->wait.what);
+    corio_io_unretry_closed(s->woken, read_what[s->kind]);
     s->woken = NULL;
+  }
+  if (aux_breader(s)) { /* waiting for a slot to read: closed too */
+    corio_list_remove(&s->breader->link);
+    corio_io_wake_closed(s->breader, read_what[s->kind]);
+    s->breader = NULL;
   }
   if (s->reader) {
     corio_task *t = s->reader;

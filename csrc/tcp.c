@@ -37,6 +37,9 @@ typedef struct listener {
   struct listener_ud *ud;
   corio_link acceptors;   /* parked in accept, FIFO */
   corio_task *woken;      /* the acceptor woken to accept, not yet run */
+  struct { corio_task *t; lua_Integer id; } *bq; /* acceptors waiting for
+                             a budget slot (maybe stale: aux_bacceptor) */
+  int bn, bcap;
   int fd;
   int port;               /* TCP: the bound port */
   uint8_t kind;           /* CORIO_SK_TCP or CORIO_SK_UNIX */
@@ -160,7 +163,7 @@ static int ltcp_connect(lua_State *L) {
   corio_task *t = corio_await_begin(L, "connect");
   if ((r = aux_sockaddr(host, port, &ss)) != 0)
     return corio_io_fail(L, r, "connect");
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt))
     return corio_io_wait_slot(L, t, ltcp_connect, timeout);
   return aux_connect(L, t, CORIO_SK_TCP, (struct sockaddr *)&ss, NULL,
                      timeout);
@@ -171,22 +174,37 @@ static int lunix_connect(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   double timeout = luaL_checknumber(L, 2);
   corio_task *t = corio_await_begin(L, "connect");
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt))
     return corio_io_wait_slot(L, t, lunix_connect, timeout);
   return aux_connect(L, t, CORIO_SK_UNIX, NULL, path, timeout);
 }
 
 /* ------------------------------------------------------------ listener */
 
+static void listener_free(listener *l) {
+  if (l->fd >= 0) close(l->fd);
+  free(l->bq);
+  free(l);
+}
+
 static void listener_on_close(uv_handle_t *h) {
   listener *l = (listener *)h->data;
   if (l->ud) l->ud->l = NULL;
-  if (l->fd >= 0) close(l->fd);
-  free(l);
+  listener_free(l);
 }
 
 static int aux_listener_live(const listener *l) {
   return l && l->opened && !uv_is_closing((const uv_handle_t *)&l->poll);
+}
+
+/* Task t runs now: it is neither woken nor waiting for a slot. */
+static void aux_running(listener *l, const corio_task *t) {
+  int i, k = 0;
+  if (!t) return;
+  if (l->woken == t) l->woken = NULL;
+  for (i = 0; i < l->bn; i++)
+    if (l->bq[i].t != t) l->bq[k++] = l->bq[i];
+  l->bn = k;
 }
 
 static listener *check_listener(lua_State *L, const char *fname) {
@@ -195,14 +213,27 @@ static listener *check_listener(lua_State *L, const char *fname) {
     luaL_error(L, "%s: the listener is closed", fname);
   if (ud->l->rt != corio_ctx_get(L)->rt)
     luaL_error(L, "%s: the listener belongs to another runtime", fname);
-  if (ud->l->woken && ud->l->woken == ud->l->rt->current)
-    ud->l->woken = NULL; /* it runs */
+  aux_running(ud->l, ud->l->rt->current);
   return ud->l;
+}
+
+/* The first acceptor still waiting for a budget slot (removed from the
+   list), or NULL. A stale entry is compared, never dereferenced, until
+   it is found in the budget queue; then it must be the same task. */
+static corio_task *aux_bacceptor(listener *l) {
+  while (l->bn > 0) {
+    corio_task *t = l->bq[0].t;
+    lua_Integer id = l->bq[0].id;
+    memmove(l->bq, l->bq + 1, (size_t)--l->bn * sizeof *l->bq);
+    if (corio_io_budget_waiting(l->rt, t) && t->id == id) return t;
+  }
+  return NULL;
 }
 
 static void listener_on_poll(uv_poll_t *h, int status, int events) {
   listener *l = (listener *)h->data;
   corio_link *n;
+  corio_task *t;
   (void)events;
   (void)status; /* an error shows again in accept(2) itself */
   uv_poll_stop(h);
@@ -211,11 +242,18 @@ static void listener_on_poll(uv_poll_t *h, int status, int events) {
     l->woken = corio_container(n, corio_task, link);
     corio_io_give(l->rt);
     corio_wake_retry(l->woken);
+  } else if ((t = aux_bacceptor(l)) != NULL) {
+    /* waiting for a slot it no longer needs: a client is there to take
+       (idle readers holding every slot must not stop a server) */
+    corio_list_remove(&t->link);
+    l->woken = t;
+    corio_wake_retry(t);
   }
 }
 
 static void aux_poll_policy(listener *l) {
-  int want = !corio_list_empty(&l->acceptors) && aux_listener_live(l);
+  int want = (!corio_list_empty(&l->acceptors) || l->bn > 0) &&
+             aux_listener_live(l);
   if (want && !l->polling) {
     if (uv_poll_start(&l->poll, UV_READABLE, listener_on_poll) == 0)
       l->polling = 1;
@@ -295,8 +333,19 @@ static int llistener_accept(lua_State *L) {
                                                            "keepalive"));
   if (err != EAGAIN && err != EWOULDBLOCK && err != ECONNABORTED)
     return corio_io_fail(L, uv_translate_sys_error(err), "accept");
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt)) {
+    if (l->bn == l->bcap) {
+      int cap = l->bcap ? l->bcap * 2 : 4;
+      void *p = realloc(l->bq, (size_t)cap * sizeof *l->bq);
+      if (!p) return luaL_error(L, "accept: out of memory");
+      l->bq = p;
+      l->bcap = cap;
+    }
+    l->bq[l->bn].t = t;
+    l->bq[l->bn++].id = t->id;
+    aux_poll_policy(l); /* a client coming wakes it (listener_on_poll) */
     return corio_io_wait_slot(L, t, llistener_accept, timeout);
+  }
   corio_list_push(&l->acceptors, &t->link);
   aux_poll_policy(l);
   return corio_await_retry(L, t, llistener_accept, "accept", accept_abort,
@@ -321,6 +370,7 @@ static void aux_wake_closed(listener *l) {
 }
 
 static void aux_listener_close(listener *l) {
+  corio_task *t;
   if (!aux_listener_live(l)) return;
   l->closing = 1;
   if (l->woken) { /* woken to accept, has not run: it gets "closed" too */
@@ -328,6 +378,10 @@ static void aux_listener_close(listener *l) {
     l->woken = NULL;
   }
   aux_wake_closed(l);
+  while ((t = aux_bacceptor(l)) != NULL) { /* waiting for a slot: closed */
+    corio_list_remove(&t->link);
+    corio_io_wake_closed(t, "accept");
+  }
   uv_close((uv_handle_t *)&l->poll, listener_on_close);
   /* the poll no longer watches it: close the socket now, so the port is
      free and pending clients are refused when close() returns */
@@ -347,12 +401,10 @@ static int llistener_gc(lua_State *L) {
   if (!l) return 0;
   ud->l = NULL;
   l->ud = NULL;
-  if (!l->opened || (!l->closing && uv_is_closing((uv_handle_t *)&l->poll))) {
-    if (l->fd >= 0) close(l->fd); /* never opened, or closed by the rt */
-    free(l);
-  } else {
+  if (!l->opened || (!l->closing && uv_is_closing((uv_handle_t *)&l->poll)))
+    listener_free(l); /* never opened, or closed by the runtime */
+  else
     aux_listener_close(l);
-  }
   return 0;
 }
 

@@ -126,7 +126,7 @@ static int ludp_recv(lua_State *L) {
   if (u->reader)
     return luaL_error(L, "recv: another task is already receiving on this "
                       "socket (one receiver at a time)");
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt))
     return corio_io_wait_slot(L, t, ludp_recv, timeout);
   if ((r = uv_udp_recv_start(&u->h, udp_on_alloc, udp_on_recv)) != 0) {
     corio_io_give(u->rt);
@@ -173,7 +173,7 @@ static int ludp_send(lua_State *L) {
     return 1;
   }
   if (r != UV_EAGAIN) return corio_io_fail(L, r, "udp send");
-  if (!corio_io_claim(t))
+  if (!corio_io_take(t->rt))
     return corio_io_wait_slot(L, t, ludp_send, timeout);
   s = (send_req *)malloc(offsetof(send_req, data) + (n ? n : 1));
   if (!s) {

@@ -196,6 +196,49 @@ describe("tcp", function()
   end)
 end)
 
+describe("tcp over IPv6 and at scale", function()
+  it("connects and reports addresses over the IPv6 loopback", function()
+    H.run(function()
+      local srv, err = corio.tcp.listen("::1", 0)
+      if not srv then
+        assert.equal("EADDRNOTAVAIL", err.code) -- no IPv6 on this host
+        return
+      end
+      local t = corio.spawn(function() return assert(srv:accept()) end)
+      local c = assert(corio.tcp.connect("::1", srv:port()))
+      local s = t:join()
+      assert.equal("::1", (c:peer_addr()))
+      assert.equal(select(2, c:local_addr()), select(2, s:peer_addr()))
+      c:close(); s:close(); srv:close()
+    end, REAL)
+  end)
+
+  it("serves 1000 concurrent connections doing 20 round trips each #slow", function()
+    H.run(function()
+      local N, ROUNDS = 1000, 20
+      local srv = assert(corio.tcp.listen("127.0.0.1", 0, { backlog = 1024 }))
+      local ok = 0
+      corio.scope(function(s)
+        serve_echo(s, srv, N)
+        for i = 1, N do
+          s:spawn(function()
+            local c = assert(corio.tcp.connect("127.0.0.1", srv:port(), { timeout = 20 }))
+            for r = 1, ROUNDS do
+              local msg = ("%d:%d\n"):format(i, r)
+              assert(c:write(msg))
+              assert.equal(msg, c:read("L", { timeout = 20 }))
+            end
+            c:close()
+            ok = ok + 1
+          end)
+        end
+      end)
+      srv:close()
+      assert.equal(N, ok)
+    end, REAL)
+  end)
+end)
+
 describe("unix sockets", function()
   it("serve an echo over a socket in a temporary directory", function()
     H.run(function()
