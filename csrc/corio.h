@@ -481,9 +481,13 @@ void corio_stream_opened(corio_stream *s);
 /* A stream nobody reads (stdout, a child's stdin): no reading ahead. */
 void corio_stream_set_writeonly(corio_stream *s);
 void corio_stream_close(corio_stream *s);
+/* The stream at idx of the running runtime; raises naming fname when it
+   is not a stream, is closed, or belongs to another runtime. */
+corio_stream *corio_stream_check(lua_State *L, int idx, const char *fname);
 /* The open stream at idx, or NULL (not a stream, or closed). */
 corio_stream *corio_stream_test(lua_State *L, int idx);
 corio_rt *corio_stream_runtime(const corio_stream *s);
+int corio_stream_kind(const corio_stream *s); /* CORIO_SK_* */
 /* fn(arg) runs once when the stream's memory is freed (its handle is
    closed, by close, __gc or the runtime's teardown): no Lua code. */
 void corio_stream_on_free(corio_stream *s, void (*fn)(void *), void *arg);

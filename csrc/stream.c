@@ -662,6 +662,7 @@ void corio_stream_close(corio_stream *s) {
 void corio_stream_mark(corio_stream *s) { s->flags |= SF_OPENED; }
 
 corio_rt *corio_stream_runtime(const corio_stream *s) { return s->rt; }
+int corio_stream_kind(const corio_stream *s) { return s->kind; }
 
 void corio_stream_opened(corio_stream *s) {
   s->flags |= SF_OPENED;
@@ -718,73 +719,11 @@ static int lstream_tostring(lua_State *L) {
   return 1;
 }
 
-/* ------------------------------------------------------------ addresses */
-
-/* s:local_addr() / s:peer_addr() -> host, port (Unix: path); nil, err
-   where the stream has no address. */
-static int aux_addr(lua_State *L, int peer) {
-  corio_stream *s = corio_stream_check(L, 1, peer ? "peer_addr"
-                                                  : "local_addr");
-  struct sockaddr_storage ss;
-  int len = sizeof ss, r;
-  if (s->kind == CORIO_SK_TCP) {
-    r = peer ? uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len)
-             : uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len);
-    if (r) return corio_io_fail(L, r, peer ? "peer_addr" : "local_addr");
-    return corio_addr_push(L, (struct sockaddr *)&ss);
-  }
-  if (s->kind == CORIO_SK_UNIX) {
-    char path[1024];
-    size_t n = sizeof path;
-    r = peer ? uv_pipe_getpeername(&s->u.pipe, path, &n)
-             : uv_pipe_getsockname(&s->u.pipe, path, &n);
-    if (r) return corio_io_fail(L, r, peer ? "peer_addr" : "local_addr");
-    lua_pushlstring(L, path, n);
-    return 1;
-  }
-  return corio_fail(L, "io", "%s: the stream has no address",
-                    peer ? "peer_addr" : "local_addr");
-}
-
-static int lstream_local_addr(lua_State *L) { return aux_addr(L, 0); }
-static int lstream_peer_addr(lua_State *L) { return aux_addr(L, 1); }
-
-static corio_stream *aux_check_tcp(lua_State *L, const char *fname) {
-  corio_stream *s = corio_stream_check(L, 1, fname);
-  if (s->kind != CORIO_SK_TCP)
-    luaL_error(L, "%s: not a TCP stream", fname);
-  return s;
-}
-
-/* s:nodelay(on) ; s:keepalive(on, [delay secs, default 60]) */
-static int lstream_nodelay(lua_State *L) {
-  corio_stream *s = aux_check_tcp(L, "nodelay");
-  int r = uv_tcp_nodelay(&s->u.tcp, lua_isnone(L, 2) || lua_toboolean(L, 2));
-  if (r) return corio_io_fail(L, r, "nodelay");
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int lstream_keepalive(lua_State *L) {
-  corio_stream *s = aux_check_tcp(L, "keepalive");
-  lua_Number d = luaL_optnumber(L, 3, 60);
-  int r;
-  if (!(d >= 1 && d <= 1e6)) return luaL_argerror(L, 3, "delay in seconds "
-                                                  "from 1 expected");
-  r = uv_tcp_keepalive(&s->u.tcp, lua_isnone(L, 2) || lua_toboolean(L, 2),
-                       (unsigned)d);
-  if (r) return corio_io_fail(L, r, "keepalive");
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* ---------------------------------------------------------------- open */
 
+/* (local_addr, peer_addr, nodelay and keepalive are added by tcp.c) */
 static const luaL_Reg methods[] = {
-    {"close", lstream_close},           {"closed", lstream_closed},
-    {"local_addr", lstream_local_addr}, {"peer_addr", lstream_peer_addr},
-    {"nodelay", lstream_nodelay},       {"keepalive", lstream_keepalive},
-    {NULL, NULL}};
+    {"close", lstream_close}, {"closed", lstream_closed}, {NULL, NULL}};
 /* waiting methods that may start over for a budget slot (await 2) */
 static const luaL_Reg retry_methods[] = {
     {"read", lstream_read},       {"read_some", lstream_read_some},

@@ -516,6 +516,72 @@ static int lunix_listen(lua_State *L) {
                     aux_backlog(L, 2), 0);
 }
 
+/* ------------------------------------------------- stream: addresses */
+
+/* Methods of corio.Stream that only sockets have, added to its class by
+   corio_open_tcp. */
+
+/* s:local_addr() / s:peer_addr() -> host, port (Unix: path); nil, err
+   where the stream has no address. */
+static int aux_addr(lua_State *L, int peer) {
+  corio_stream *s = corio_stream_check(L, 1, peer ? "peer_addr"
+                                                  : "local_addr");
+  int kind = corio_stream_kind(s), len = sizeof(struct sockaddr_storage), r;
+  uv_handle_t *h = corio_stream_handle(s);
+  struct sockaddr_storage ss;
+  if (kind == CORIO_SK_TCP) {
+    struct sockaddr *sa = (struct sockaddr *)&ss;
+    r = peer ? uv_tcp_getpeername((uv_tcp_t *)h, sa, &len)
+             : uv_tcp_getsockname((uv_tcp_t *)h, sa, &len);
+    if (r) return corio_io_fail(L, r, peer ? "peer_addr" : "local_addr");
+    return corio_addr_push(L, (struct sockaddr *)&ss);
+  }
+  if (kind == CORIO_SK_UNIX) {
+    char path[1024];
+    size_t n = sizeof path;
+    r = peer ? uv_pipe_getpeername((uv_pipe_t *)h, path, &n)
+             : uv_pipe_getsockname((uv_pipe_t *)h, path, &n);
+    if (r) return corio_io_fail(L, r, peer ? "peer_addr" : "local_addr");
+    lua_pushlstring(L, path, n);
+    return 1;
+  }
+  return corio_fail(L, "io", "%s: the stream has no address",
+                    peer ? "peer_addr" : "local_addr");
+}
+
+static int lstream_local_addr(lua_State *L) { return aux_addr(L, 0); }
+static int lstream_peer_addr(lua_State *L) { return aux_addr(L, 1); }
+
+static corio_stream *aux_check_tcp(lua_State *L, const char *fname) {
+  corio_stream *s = corio_stream_check(L, 1, fname);
+  if (corio_stream_kind(s) != CORIO_SK_TCP)
+    luaL_error(L, "%s: not a TCP stream", fname);
+  return s;
+}
+
+/* s:nodelay(on) ; s:keepalive(on, [delay secs, default 60]) */
+static int lstream_nodelay(lua_State *L) {
+  corio_stream *s = aux_check_tcp(L, "nodelay");
+  int r = uv_tcp_nodelay((uv_tcp_t *)corio_stream_handle(s),
+                         lua_isnone(L, 2) || lua_toboolean(L, 2));
+  if (r) return corio_io_fail(L, r, "nodelay");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int lstream_keepalive(lua_State *L) {
+  corio_stream *s = aux_check_tcp(L, "keepalive");
+  lua_Number d = luaL_optnumber(L, 3, 60);
+  int r;
+  if (!(d >= 1 && d <= 1e6)) return luaL_argerror(L, 3, "delay in seconds "
+                                                  "from 1 expected");
+  r = uv_tcp_keepalive((uv_tcp_t *)corio_stream_handle(s),
+                       lua_isnone(L, 2) || lua_toboolean(L, 2), (unsigned)d);
+  if (r) return corio_io_fail(L, r, "keepalive");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core._io_timeout(opts, fname): the deadline of a connect (its options
    checked), for the Lua layer that spends it over several addresses. */
 static int lio_timeout(lua_State *L) {
@@ -544,7 +610,16 @@ static const luaL_Reg funcs[] = {{"_io_timeout", lio_timeout},
                                  {"_unix_listen", lunix_listen},
                                  {NULL, NULL}};
 
+static const luaL_Reg stream_methods[] = {
+    {"local_addr", lstream_local_addr}, {"peer_addr", lstream_peer_addr},
+    {"nodelay", lstream_nodelay},       {"keepalive", lstream_keepalive},
+    {NULL, NULL}};
+
 void corio_open_tcp(lua_State *L) {
+  luaL_getmetatable(L, "corio.Stream"); /* made by corio_open_stream */
+  lua_getfield(L, -1, "__index");
+  corio_setfuncs(L, stream_methods, 0);
+  lua_pop(L, 2);
   corio_class(L, LISTENER_MT, listener_methods, NULL, listener_meta);
   lua_getfield(L, -1, "__index");
   corio_setfuncs(L, listener_retry, 2);
