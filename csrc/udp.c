@@ -4,12 +4,15 @@
  * sock:local_addr() and close(). Addresses are literals here; the Lua
  * layer (corio/net.lua) resolves names first.
  *
- * Receiving runs only while a task waits in recv: datagrams that arrive
- * meanwhile wait in the kernel's buffer (which drops the excess, as UDP
- * does), so nothing is buffered without bound. One receiver at a time.
- * A datagram is handed to the receiver in its wake; a receiver cancelled
- * after that keeps it (the cancellation waits for its next await), so no
- * datagram that left the kernel is lost. At most RECV_MAX bytes of a
+ * Receiving runs only while a task waits in recv (parked, or waiting for
+ * an I/O budget slot): datagrams that arrive meanwhile wait in the
+ * kernel's buffer (which drops the excess, as UDP does), so nothing is
+ * buffered without bound. One receiver at a time. A datagram that comes
+ * in is kept in the socket (one at most; receiving stops meanwhile) and
+ * the receiver is woken to take it (corio_wake_retry), so a receiver
+ * cancelled before it runs leaves it for the next recv: no datagram that
+ * left the kernel is lost. A receiver waiting for a budget slot is woken
+ * the same way and takes it without one. At most RECV_MAX bytes of a
  * datagram are returned (the rest is truncated, as recvfrom does).
  *
  * Sending tries uv_udp_try_send first; when the kernel's buffer is full
@@ -31,8 +34,14 @@ typedef struct udp_sock {
   uv_udp_t h;
   corio_rt *rt;
   struct udp_ud *ud;
-  corio_task *reader;
-  uint8_t opened, closing;
+  corio_task *reader;     /* parked in recv, holding a budget slot */
+  corio_task *breader;    /* in recv, waiting for a slot (maybe stale) */
+  lua_Integer breader_id;
+  corio_task *woken;      /* woken to take the datagram, not yet run */
+  ssize_t plen;           /* the datagram kept (< 0: an error) when */
+  int pending;            /* pending is 1 */
+  struct sockaddr_storage paddr;
+  uint8_t opened, closing, receiving;
   char buf[RECV_MAX];
 } udp_sock;
 
@@ -61,6 +70,10 @@ static udp_sock *check_udp(lua_State *L, const char *fname) {
   if (!aux_live(ud->u)) luaL_error(L, "%s: the socket is closed", fname);
   if (ud->u->rt != corio_ctx_get(L)->rt)
     luaL_error(L, "%s: the socket belongs to another runtime", fname);
+  if (ud->u->rt->current) { /* it runs: neither woken nor queued */
+    if (ud->u->woken == ud->u->rt->current) ud->u->woken = NULL;
+    if (ud->u->breader == ud->u->rt->current) ud->u->breader = NULL;
+  }
   return ud->u;
 }
 
@@ -78,43 +91,81 @@ static int aux_sockaddr(lua_State *L, int hidx, int pidx,
 
 /* ------------------------------------------------------------- receive */
 
+static void udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
+                        const struct sockaddr *addr, unsigned flags);
+
 static void udp_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   udp_sock *u = (udp_sock *)h->data;
   (void)hint;
   *b = uv_buf_init(u->buf, RECV_MAX);
 }
 
+/* The receiver waiting for a budget slot, or NULL (a stale pointer is
+   compared, never dereferenced, until found in the budget queue). */
+static corio_task *aux_breader(udp_sock *u) {
+  corio_task *t = u->breader;
+  if (t && corio_io_budget_waiting(u->rt, t) && t->id == u->breader_id)
+    return t;
+  u->breader = NULL;
+  return NULL;
+}
+
+/* Receiving runs while someone waits and no datagram is kept. */
+static int aux_recv_policy(udp_sock *u) {
+  int on = (u->reader || u->breader) && !u->pending && aux_live(u), r = 0;
+  if (on && !u->receiving) {
+    if ((r = uv_udp_recv_start(&u->h, udp_on_alloc, udp_on_recv)) == 0)
+      u->receiving = 1;
+  } else if (!on && u->receiving) {
+    uv_udp_recv_stop(&u->h);
+    u->receiving = 0;
+  }
+  return r;
+}
+
 static void udp_on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b,
                         const struct sockaddr *addr, unsigned flags) {
   udp_sock *u = (udp_sock *)h->data;
-  corio_task *t = u->reader;
-  lua_State *co;
+  corio_task *t;
   (void)b;
   (void)flags;
-  if (!t || (n == 0 && !addr)) return; /* nothing more to read now */
-  u->reader = NULL;
-  uv_udp_recv_stop(h);
-  corio_io_give(u->rt);
-  co = corio_wake_stack(t, 3);
-  if (n < 0) {
-    lua_pushnil(co);
-    corio_io_error_push(co, (int)n, "udp recv");
-    t->wait.abort = NULL;
-    corio_wake(t, 2);
-    return;
+  if (n == 0 && !addr) return; /* nothing more to read now */
+  u->pending = 1;
+  u->plen = n;
+  if (n >= 0 && addr) memcpy(&u->paddr, addr, sizeof u->paddr);
+  if ((t = u->reader) != NULL) {
+    u->reader = NULL;
+    corio_io_give(u->rt);
+  } else if ((t = aux_breader(u)) != NULL) {
+    corio_list_remove(&t->link); /* it needs no slot to take it */
+    u->breader = NULL;
   }
-  lua_pushlstring(co, u->buf, (size_t)n);
-  corio_addr_push(co, addr);
-  corio_wake(t, 3);
+  if (t) {
+    u->woken = t;
+    corio_wake_retry(t);
+  }
+  aux_recv_policy(u);
 }
 
 static int recv_abort(corio_task *t, int woken) {
   udp_sock *u = (udp_sock *)t->wait.obj;
-  if (woken == 1) return 0; /* the datagram is the receiver's */
+  if (woken == 1) { /* woken to take the datagram: it stays kept */
+    if (u->woken == t) u->woken = NULL;
+    return 1;
+  }
   u->reader = NULL;
-  uv_udp_recv_stop(&u->h);
   corio_io_give(t->rt);
+  aux_recv_policy(u);
   return 1;
+}
+
+/* Pushes the datagram kept (data, host, port) or its error. */
+static int aux_take(lua_State *L, udp_sock *u) {
+  u->pending = 0;
+  aux_recv_policy(u);
+  if (u->plen < 0) return corio_io_fail(L, (int)u->plen, "udp recv");
+  lua_pushlstring(L, u->buf, (size_t)u->plen);
+  return 1 + corio_addr_push(L, (struct sockaddr *)&u->paddr);
 }
 
 /* sock:recv([opts]) -> data, host, port | nil, err */
@@ -123,17 +174,27 @@ static int ludp_recv(lua_State *L) {
   double timeout = corio_io_timeout(L, 2, "recv", NULL);
   corio_task *t = corio_await_begin(L, "recv");
   int r;
-  if (u->reader)
+  if (u->pending) return aux_take(L, u);
+  if (u->reader || aux_breader(u))
     return luaL_error(L, "recv: another task is already receiving on this "
                       "socket (one receiver at a time)");
-  if (!corio_io_take(t->rt))
+  if (!corio_io_take(t->rt)) {
+    u->breader = t; /* a datagram that comes wakes it (udp_on_recv) */
+    u->breader_id = t->id;
+    if ((r = aux_recv_policy(u)) != 0) {
+      u->breader = NULL;
+      return corio_io_fail(L, r, "udp recv");
+    }
     return corio_io_wait_slot(L, t, ludp_recv, timeout);
-  if ((r = uv_udp_recv_start(&u->h, udp_on_alloc, udp_on_recv)) != 0) {
+  }
+  u->reader = t;
+  if ((r = aux_recv_policy(u)) != 0) {
+    u->reader = NULL;
     corio_io_give(u->rt);
     return corio_io_fail(L, r, "udp recv");
   }
-  u->reader = t;
-  return corio_await(L, t, "udp recv", recv_abort, u, timeout);
+  return corio_await_retry(L, t, ludp_recv, "udp recv", recv_abort, u,
+                           timeout);
 }
 
 /* ---------------------------------------------------------------- send */
@@ -197,6 +258,15 @@ static int ludp_send(lua_State *L) {
 static void aux_close(udp_sock *u) {
   if (!aux_live(u)) return;
   u->closing = 1;
+  if (u->woken) { /* woken to take a datagram, not yet run */
+    corio_io_unretry_closed(u->woken, "udp recv");
+    u->woken = NULL;
+  }
+  if (aux_breader(u)) {
+    corio_list_remove(&u->breader->link);
+    corio_io_wake_closed(u->breader, "udp recv");
+    u->breader = NULL;
+  }
   if (u->reader) {
     corio_task *t = u->reader;
     u->reader = NULL;

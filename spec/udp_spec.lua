@@ -75,4 +75,47 @@ describe("udp", function()
       a:close()
     end, REAL)
   end)
+  it("a receiver cancelled after a datagram woke it leaves the datagram for the next recv", function()
+    H.run(function()
+      local a = assert(corio.udp.bind("127.0.0.1", 0))
+      local b = assert(corio.udp.bind("127.0.0.1", 0))
+      local _, bport = b:local_addr()
+      local t = corio.spawn(function() return b:recv() end)
+      corio.sleep(0.01)
+      assert(a:send("keep me", "127.0.0.1", bport))
+      -- keep yielding so the loop is polled between main's steps: the
+      -- datagram wakes t behind main, which cancels t before it runs
+      local hit = false
+      for _ = 1, 100000 do
+        if t:status() == "ready" then
+          hit = true
+          t:cancel()
+          break
+        end
+        corio.yield()
+      end
+      assert.is_true(hit)
+      assert.is_false((t:wait()))
+      assert.equal("keep me", (b:recv({ timeout = 5 })))
+      a:close(); b:close()
+    end, REAL)
+  end)
+
+  it("a receiver waiting for a budget slot is served when a datagram comes", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local idle = corio.spawn(function() return c:read(1) end) -- holds the slot
+      local a = assert(corio.udp.bind("127.0.0.1", 0))
+      local b = assert(corio.udp.bind("127.0.0.1", 0))
+      local _, bport = b:local_addr()
+      local t = corio.spawn(function() return b:recv({ timeout = 5 }) end)
+      corio.sleep(0.01)
+      assert.equal(1, corio.stats().io_waiting)
+      assert(a:send("no slot needed", "127.0.0.1", bport))
+      assert.equal("no slot needed", (t:join()))
+      idle:cancel()
+      idle:wait()
+      for _, x in ipairs({ a, b, c, s }) do x:close() end
+    end, { clock = "real", max_io = 1 })
+  end)
 end)
