@@ -22,6 +22,18 @@ function M.waiting_on(what)
   return false
 end
 
+--- Keeps yielding until task t is ready (woken, not yet run) and
+-- returns true, or false after many tries. While the caller keeps
+-- yielding the loop is polled only between its steps, so whatever wakes
+-- t queues it behind the caller: the caller acts before t runs.
+function M.until_ready(t)
+  for _ = 1, 100000 do
+    if t:status() == "ready" then return true end
+    corio.yield()
+  end
+  return false
+end
+
 --- A fresh path for a Unix socket in a temporary directory.
 function M.sock_path()
   local p = os.tmpname()

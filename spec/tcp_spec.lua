@@ -26,30 +26,33 @@ local function serve_echo(s, srv, conns)
   end)
 end
 
+-- n clients, each doing `rounds` line round trips with one echo server.
+local function echo_at_scale(n, rounds)
+  local srv = assert(corio.tcp.listen("127.0.0.1", 0, { backlog = 1024 }))
+  local ok = 0
+  corio.scope(function(s)
+    serve_echo(s, srv, n)
+    for i = 1, n do
+      s:spawn(function()
+        local c = assert(corio.tcp.connect("127.0.0.1", srv:port(),
+          { nodelay = true, timeout = 20 }))
+        for r = 1, rounds do
+          local msg = ("client %d round %d\n"):format(i, r)
+          assert(c:write(msg))
+          assert.equal(msg, c:read("L", { timeout = 20 }))
+        end
+        c:close()
+        ok = ok + 1
+      end)
+    end
+  end)
+  srv:close()
+  assert.equal(n, ok)
+end
+
 describe("tcp", function()
   it("echoes for hundreds of concurrent connections", function()
-    H.run(function()
-      local N, ROUNDS = 200, 5
-      local srv = assert(corio.tcp.listen("127.0.0.1", 0, { backlog = 512 }))
-      local ok = 0
-      corio.scope(function(s)
-        serve_echo(s, srv, N)
-        for i = 1, N do
-          s:spawn(function()
-            local c = assert(corio.tcp.connect("127.0.0.1", srv:port(), { nodelay = true }))
-            for r = 1, ROUNDS do
-              local msg = ("client %d round %d\n"):format(i, r)
-              assert(c:write(msg))
-              assert.equal(msg, c:read("L"))
-            end
-            c:close()
-            ok = ok + 1
-          end)
-        end
-      end)
-      srv:close()
-      assert.equal(N, ok)
-    end, REAL)
+    H.run(echo_at_scale, REAL, 200, 5)
   end)
 
   it("port 0 picks a free port, reported by srv:port() and the peer's address", function()
@@ -214,28 +217,7 @@ describe("tcp over IPv6 and at scale", function()
   end)
 
   it("serves 1000 concurrent connections doing 20 round trips each #slow", function()
-    H.run(function()
-      local N, ROUNDS = 1000, 20
-      local srv = assert(corio.tcp.listen("127.0.0.1", 0, { backlog = 1024 }))
-      local ok = 0
-      corio.scope(function(s)
-        serve_echo(s, srv, N)
-        for i = 1, N do
-          s:spawn(function()
-            local c = assert(corio.tcp.connect("127.0.0.1", srv:port(), { timeout = 20 }))
-            for r = 1, ROUNDS do
-              local msg = ("%d:%d\n"):format(i, r)
-              assert(c:write(msg))
-              assert.equal(msg, c:read("L", { timeout = 20 }))
-            end
-            c:close()
-            ok = ok + 1
-          end)
-        end
-      end)
-      srv:close()
-      assert.equal(N, ok)
-    end, REAL)
+    H.run(echo_at_scale, REAL, 1000, 20)
   end)
 end)
 
