@@ -10,6 +10,27 @@ local lib = require "bench.lib"
 
 local root = (debug.getinfo(1, "S").source:match("^@(.-)bench/w_tcp%.lua$") or "")
 
+-- The two halves of the protocol, over any socket with read(n), write
+-- and close (corio streams and cqueues sockets both have them).
+local function serve_conn(c, size)
+  while true do
+    local d = c:read(size)
+    if not d then break end
+    c:write(d)
+  end
+  c:close()
+end
+
+local function round_trips(c, msg, rounds)
+  local size = #msg
+  for _ = 1, rounds do
+    c:write(msg)
+    local d = c:read(size)
+    if not d or #d ~= size then error("short echo") end
+  end
+  c:close()
+end
+
 local function corio_echo(rt, p)
   local msg = ("x"):rep(p.size)
   local elapsed
@@ -21,28 +42,14 @@ local function corio_echo(rt, p)
       s:spawn(function()
         for _ = 1, p.conns do
           local c = assert(srv:accept({ nodelay = true }))
-          s:spawn(function()
-            local size = p.size
-            while true do
-              local d = c:read(size)
-              if not d then break end
-              c:write(d)
-            end
-            c:close()
-          end)
+          s:spawn(serve_conn, c, p.size)
         end
       end)
       t0 = lib.clock()
       for _ = 1, p.conns do
         s:spawn(function()
           local c = assert(rt.tcp.connect("127.0.0.1", port, { nodelay = true }))
-          local size = p.size
-          for _ = 1, p.rounds do
-            c:write(msg)
-            local d = c:read(size)
-            if #d ~= size then error("short echo") end
-          end
-          c:close()
+          round_trips(c, msg, p.rounds)
         end)
       end
     end)
@@ -107,14 +114,7 @@ local function cqueues_echo(rt, p)
       for _ = 1, p.conns do
         local c = srv:accept()
         c:setmode("bn", "bn")
-        rt.spawn(function()
-          while true do
-            local d = c:read(p.size)
-            if not d then break end
-            c:write(d)
-          end
-          c:close()
-        end)
+        rt.spawn(serve_conn, c, p.size)
       end
     end)
     local t0 = lib.clock()
@@ -123,12 +123,7 @@ local function cqueues_echo(rt, p)
       tasks[i] = rt.spawn(function()
         local c = socket.connect({ host = "127.0.0.1", port = port, nodelay = true })
         c:setmode("bn", "bn")
-        for _ = 1, p.rounds do
-          c:write(msg)
-          local d = c:read(p.size)
-          if not d or #d ~= p.size then error("short echo") end
-        end
-        c:close()
+        round_trips(c, msg, p.rounds)
       end)
     end
     for i = 1, p.conns do tasks[i]:join() end
