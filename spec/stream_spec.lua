@@ -153,6 +153,72 @@ describe("stream reads", function()
   end)
 end)
 
+describe("stream misuse", function()
+  it("bad arguments and options raise errors naming the function", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      assert.has_error(function() c:read("x") end)
+      assert.has_error(function() c:read(-1) end)
+      assert.has_error(function() c:read(1, { bogus = true }) end,
+        "bad option 'bogus' to 'read' (unknown option)")
+      assert.has_error(function() c:read("l", { max_line = 0 }) end)
+      assert.has_error(function() c:write(nil) end)
+      assert.has_error(function() c:write("x", { timeout = -1 }) end)
+      assert.has_error(function() c:read_some(0) end)
+      assert.has_error(function() c.read({}, 1) end)
+      assert.equal("", c:read(0))
+      c:close(); s:close()
+    end, REAL)
+  end)
+end)
+
+describe("stream data integrity", function()
+  it("any mix of read modes over random partial writes returns the bytes in order", function()
+    H.run(function()
+      local c, s = pair.tcp()
+      local seed = 12345
+      local function rand(n) -- a small deterministic generator
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n + 1
+      end
+      local parts = {}
+      for i = 1, 3000 do
+        local len = rand(200)
+        parts[i] = ("%d:"):format(i) .. ("x"):rep(len) .. (rand(3) == 1 and "\n" or "")
+      end
+      local payload = table.concat(parts)
+      local writer = corio.spawn(function()
+        local pos = 1
+        while pos <= #payload do
+          local n = rand(5000)
+          assert(c:write(payload:sub(pos, pos + n - 1)))
+          pos = pos + n
+          if rand(4) == 1 then corio.sleep(0.001) end
+        end
+        assert(c:shutdown())
+      end)
+      local got = {}
+      while true do
+        local k = rand(4)
+        local d, err
+        if k == 1 then d, err = s:read(rand(3000))
+        elseif k == 2 then d, err = s:read_some(rand(3000))
+        else d, err = s:read("L", { max_line = 1000000 }) end
+        if not d then
+          assert.equal("closed", err.kind)
+          break
+        end
+        got[#got + 1] = d
+      end
+      writer:join()
+      local all = table.concat(got)
+      assert.equal(#payload, #all)
+      assert.is_true(all == payload)
+      c:close(); s:close()
+    end, REAL)
+  end)
+end)
+
 describe("stream close races", function()
   it("a reader woken by data but closed before it runs gets nil, closed (not a raise)", function()
     H.run(function()
