@@ -37,6 +37,29 @@ describe("network object lifetimes", function()
     end, { clock = "real" })
   end)
 
+  it("a <close> variable closes a stream and a listener when its block ends (Lua 5.4)", function()
+    if not H.lua54 then return pending("<close> needs Lua 5.4") end
+    H.run(function()
+      local body = assert(load([[
+        local corio, pair = ...
+        local kept
+        do
+          local srv <close> = assert(corio.tcp.listen("127.0.0.1", 0))
+          local c0, s0 = pair.tcp()
+          local c <close> = c0
+          local s <close> = s0
+          kept = { srv, c, s }
+        end
+        return kept
+      ]]))
+      local kept = body(corio, pair)
+      for _, x in ipairs(kept) do
+        assert.matches("closed", tostring(x))
+      end
+      assert.is_true(kept[2]:closed())
+    end, { clock = "real" })
+  end)
+
   it("metamethods called on junk raise instead of crashing", function()
     H.run(function()
       local c, s = pair.tcp()
