@@ -525,6 +525,8 @@ static int lstream_write(lua_State *L) {
   corio_stream *s = corio_stream_check(L, 1, "write");
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
+  /* libuv counts a buffer's bytes in an unsigned int */
+  luaL_argcheck(L, n <= 0x7fffffffu, 2, "more than 2 GiB in one call");
   double timeout = corio_io_timeout(L, 3, "write", NULL);
   corio_task *t = corio_await_begin(L, "write");
   int r = 0;

@@ -221,6 +221,8 @@ static int ludp_send(lua_State *L) {
   udp_sock *u = check_udp(L, "send");
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
+  /* libuv counts a buffer's bytes in an unsigned int */
+  luaL_argcheck(L, n <= 0x7fffffffu, 2, "more than 2 GiB in one call");
   struct sockaddr_storage ss;
   int r = aux_sockaddr(L, 3, 4, &ss);
   double timeout = corio_io_timeout(L, 5, "send", NULL);
