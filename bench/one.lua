@@ -3,7 +3,7 @@
 --   RESULT workload=spawn impl=corio rate=... cpu_s=... hwm_kb=...
 -- or "SKIP <reason>" when the implementation or an API it needs is missing.
 -- Usage: lua5.4 bench/one.lua WORKLOAD IMPL [key=value ...]
---   WORKLOAD names bench/w_WORKLOAD.lua; IMPL is corio, luv, cqueues or bare.
+--   WORKLOAD names bench/w_WORKLOAD.lua; IMPL is corio, luv, cqueues, bare or c.
 local root = arg[0]:match("^(.-)bench/one%.lua$") or ""
 package.path = root .. "?.lua;" .. package.path
 
@@ -27,7 +27,8 @@ local modules = {
 }
 
 local rt
-if impl ~= "bare" then
+-- "bare" and "c" (a C program the workload builds) need no Lua runtime
+if impl ~= "bare" and impl ~= "c" then
   local ok, mod = pcall(require, assert(modules[impl], "unknown implementation"))
   if not ok then
     print("SKIP cannot load " .. impl .. ": " .. tostring(mod):gsub("\n.*", ""))

@@ -122,6 +122,14 @@ local WORKLOADS = {
       { key = "hook_pct", metric = "a CPU job on a worker vs on the loop thread", fmt = "pct",
         noratio = true, target = { abs = true, le = 5, unit = " %" } },
     } },
+  { name = "tcp_echo", module = "tcp", issue = 9,
+    impls = { "corio", "luv", "cqueues", "c" },
+    params = { conns = 100, rounds = 2000, size = 64 }, scaled = { "rounds" },
+    rows = {
+      { key = "rate", metric = "round trips/s ({conns} conns × {rounds} × {size} B)", fmt = "rate",
+        target = { vs = "c", ge = 0.9 } },
+      { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
+    } },
 }
 
 -- Printed under the table when the pool workloads ran.
@@ -293,7 +301,8 @@ local function target_text(t)
   local op = t.ge and "≥" or "≤"
   local x = t.ge or t.le
   if t.abs then return ("%s %g%s"):format(op, x, t.unit or "") end
-  return ("%s %g× %s"):format(op, x, t.vs == "bare" and "bare coroutine" or t.vs)
+  local names = { bare = "bare coroutine", c = "the C program on libuv" }
+  return ("%s %g× %s"):format(op, x, names[t.vs] or t.vs)
 end
 
 -- "yes", "**no**" or "n/a" for corio's median `v`.
@@ -324,7 +333,7 @@ end
 local function run_workload(w, have, notes)
   local impls = {}
   for _, impl in ipairs(w.impls or ALL) do
-    if impl == "bare" or have[impl] then impls[#impls + 1] = impl end
+    if impl == "bare" or impl == "c" or have[impl] then impls[#impls + 1] = impl end
   end
   local params = params_of(w)
   local samples, dead = {}, {}
@@ -393,9 +402,10 @@ local function main_table(results)
       local target, met = "—", ""
       if row.target then
         target = target_text(row.target)
-        if row.target.vs == "bare" and med.bare then
-          target = target .. (" (bare %s: %s)"):format(fmt_value(med.bare, row.fmt),
-            fmt_ratio(med.corio, med.bare))
+        local vs = row.target.vs
+        if (vs == "bare" or vs == "c") and med[vs] then
+          target = target .. (" (%s %s: %s)"):format(vs, fmt_value(med[vs], row.fmt),
+            fmt_ratio(med.corio, med[vs]))
         end
         met = target_met(row.target, med.corio, med)
       end

@@ -457,6 +457,15 @@ double corio_io_timeout(lua_State *L, int idx, const char *fname,
 void corio_io_error_push(lua_State *L, int status, const char *what);
 /* Pushes nil, that error; returns 2. */
 int corio_io_fail(lua_State *L, int status, const char *what);
+/* Wake t from an I/O wait with true (status 0) or nil, err of status /
+   nil, err of kind "closed" ("<what>: closed while waiting"). Both clear
+   the abort hook: nothing is handed back, a cancellation wins. */
+void corio_io_wake_status(corio_task *t, int status, const char *what);
+void corio_io_wake_closed(corio_task *t, const char *what);
+/* t was woken to start over (corio_wake_retry) and has not run yet, but
+   the object it waited on was closed meanwhile: its wait ends with nil,
+   err "closed" instead of a call that would raise "use after close". */
+void corio_io_unretry_closed(corio_task *t, const char *what);
 /* The I/O budget (max_io). Take a slot before starting an operation in
    libuv; if corio_io_take returns 0, return corio_io_wait_slot(L, t, fn,
    timeout) from fn (registered with await=2): fn runs again, with its
@@ -464,6 +473,17 @@ int corio_io_fail(lua_State *L, int status, const char *what);
    back exactly once when the operation completes or is abandoned. */
 int corio_io_take(corio_rt *rt);
 void corio_io_give(corio_rt *rt);
+/* The call that runs again after a budget wait owns the slot handed to
+   it: corio_io_take claims it for the running task. A slot it does not
+   claim is given back when its step ends (corio_budget_unclaimed, called
+   by the scheduler), so a call that completes at once or raises loses
+   none. */
+void corio_budget_unclaimed(corio_task *t);
+/* 1 if t (any pointer, never dereferenced) is parked in rt's budget
+   queue. An object whose would-be user waits there for a slot can wake
+   it early when it can serve it without one (data already buffered, a
+   connection to accept): unlink t->link and corio_wake_retry(t). */
+int corio_io_budget_waiting(corio_rt *rt, const corio_task *t);
 int corio_io_wait_slot(lua_State *L, corio_task *t, lua_CFunction fn,
                        double timeout);
 int corio_io_waiting(corio_rt *rt);
@@ -615,6 +635,50 @@ void corio_pool_rt_close(corio_rt *rt);
 int corio_pool_busy(corio_rt *rt);
 /* Adds workers, workers_busy, jobs_queued, jobs_done to the table on top. */
 void corio_pool_stats(lua_State *L, corio_rt *rt);
+/* ------------------------------------------------------------ stream.c */
+
+/* One stream implementation (corio.Stream) over any uv_stream_t: TCP,
+   Unix sockets, process pipes, stdio. A file that makes the libuv handle
+   (tcp.c, stdio.c, process.c for child pipes) does, in this order:
+
+     corio_stream *s = corio_stream_push(L, rt, CORIO_SK_PIPE); // pushes
+     uv_pipe_init(&rt->loop, (uv_pipe_t *)corio_stream_handle(s), 0);
+     corio_stream_mark(s);   // the handle exists: closing must uv_close it
+     ... uv_pipe_open / uv_spawn's stdio / a connect ...
+     corio_stream_opened(s); // usable: reading ahead starts
+
+   If the init fails, return without marking: the userdata's __gc frees
+   the box. Between mark and opened the stream must not be read (a
+   connect in progress). corio_stream_close(s) closes it (idempotent);
+   parked readers and writers get nil, err "closed". The kind names the
+   waits: "tcp read"/"tcp write", "unix ...", "pipe ...", "stdio ...". */
+enum { CORIO_SK_TCP, CORIO_SK_UNIX, CORIO_SK_PIPE, CORIO_SK_STDIO };
+typedef struct corio_stream corio_stream;
+corio_stream *corio_stream_push(lua_State *L, corio_rt *rt, int kind);
+uv_handle_t *corio_stream_handle(corio_stream *s);
+void corio_stream_mark(corio_stream *s);
+void corio_stream_opened(corio_stream *s);
+/* A stream nobody reads (stdout, a child's stdin): no reading ahead. */
+void corio_stream_set_writeonly(corio_stream *s);
+void corio_stream_close(corio_stream *s);
+/* The stream at idx of the running runtime; raises naming fname when it
+   is not a stream, is closed, or belongs to another runtime. */
+corio_stream *corio_stream_check(lua_State *L, int idx, const char *fname);
+/* The open stream at idx, or NULL (not a stream, or closed). */
+corio_stream *corio_stream_test(lua_State *L, int idx);
+corio_rt *corio_stream_runtime(const corio_stream *s);
+int corio_stream_kind(const corio_stream *s); /* CORIO_SK_* */
+/* fn(arg) runs once when the stream's memory is freed (its handle is
+   closed, by close, __gc or the runtime's teardown): no Lua code. */
+void corio_stream_on_free(corio_stream *s, void (*fn)(void *), void *arg);
+
+/* --------------------------------------------------------------- dns.c */
+
+struct sockaddr;
+/* Pushes host, port of an IPv4/IPv6 address (nil, nil otherwise). */
+int corio_addr_push(lua_State *L, const struct sockaddr *sa);
+/* 1 if host is a literal IPv4 or IPv6 address. */
+int corio_addr_literal(const char *host);
 
 /* -------------------------------------------------- per-file openers */
 
@@ -636,6 +700,11 @@ void corio_open_file(lua_State *L);      /* after fs */
 void corio_open_process(lua_State *L);
 void corio_open_signal(lua_State *L);
 void corio_open_pool(lua_State *L);
+void corio_open_stream(lua_State *L);
+void corio_open_tcp(lua_State *L);
+void corio_open_udp(lua_State *L);
+void corio_open_dns(lua_State *L);
+void corio_open_stdio(lua_State *L);
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

@@ -65,6 +65,40 @@ int corio_io_fail(lua_State *L, int status, const char *what) {
   return 2;
 }
 
+/* Wakes t, parked in an I/O wait, with true (status 0) or nil, err. */
+void corio_io_wake_status(corio_task *t, int status, const char *what) {
+  lua_State *co = corio_wake_stack(t, 2);
+  t->wait.abort = NULL; /* nothing handed back: a cancellation wins */
+  if (status == 0) {
+    lua_pushboolean(co, 1);
+    corio_wake(t, 1);
+  } else {
+    lua_pushnil(co);
+    corio_io_error_push(co, status, what);
+    corio_wake(t, 2);
+  }
+}
+
+void corio_io_wake_closed(corio_task *t, const char *what) {
+  lua_State *co = corio_wake_stack(t, 2);
+  t->wait.abort = NULL;
+  lua_pushnil(co);
+  corio_error_push(co, "closed", NULL, "%s: closed while waiting", what);
+  corio_wake(t, 2);
+}
+
+void corio_io_unretry_closed(corio_task *t, const char *what) {
+  lua_State *co = t->co;
+  if (!t->rt || t->state != CORIO_READY || !(t->flags & CORIO_TF_WOKEN))
+    return;
+  lua_pop(co, t->nargs); /* the retry mark */
+  lua_checkstack(co, 3);
+  lua_pushnil(co);
+  corio_error_push(co, "closed", NULL, "%s: closed while waiting", what);
+  t->nargs = 2;
+  t->wait.abort = NULL;
+}
+
 /* -------------------------------------------------------------- budget */
 
 /* Hands a free slot to the first waiter that can still run (it stays
@@ -125,6 +159,15 @@ int corio_budget_wait(lua_State *L, corio_task *t, corio_budget *b,
                       lua_CFunction fn, double timeout) {
   corio_list_push(&b->waiters, &t->link);
   return corio_await_retry(L, t, fn, b->what, budget_abort, b, timeout);
+}
+
+/* Whether t waits in the I/O budget's queue (a read woken by its data
+   while it waits for a slot: see stream.c). */
+int corio_io_budget_waiting(corio_rt *rt, const corio_task *t) {
+  const corio_link *n;
+  for (n = rt->io.waiters.next; n != &rt->io.waiters; n = n->next)
+    if (n == &t->link) return 1;
+  return 0;
 }
 
 int corio_budget_waiting(const corio_budget *b) {

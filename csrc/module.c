@@ -21,6 +21,11 @@ __attribute__((visibility("default"))) int luaopen_corio_core(lua_State *L) {
   corio_open_process(L);
   corio_open_signal(L);
   corio_open_pool(L);
+  corio_open_stream(L);
+  corio_open_tcp(L);
+  corio_open_udp(L);
+  corio_open_dns(L);
+  corio_open_stdio(L);
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "_uv_version");
   return 1;

@@ -54,6 +54,11 @@ build = {
         "csrc/marshal.c",
         "csrc/pool.c",
         "csrc/worker.c",
+        "csrc/stream.c",
+        "csrc/tcp.c",
+        "csrc/udp.c",
+        "csrc/dns.c",
+        "csrc/stdio.c",
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
@@ -66,5 +71,6 @@ build = {
     ["corio.retry"] = "lua/corio/retry.lua",
     ["corio.map"] = "lua/corio/map.lua",
     ["corio.test"] = "lua/corio/test.lua",
+    ["corio.net"] = "lua/corio/net.lua",
   },
 }

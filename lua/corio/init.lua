@@ -44,6 +44,7 @@ M._ypcall = ypcall
 
 require("corio.sync").install(core, ypcall)
 require("corio.file").install(core)
+require("corio.net").install(M, core)
 for k, v in pairs(core) do -- what install added
   if type(k) == "string" and k:sub(1, 1) ~= "_" and M[k] == nil then M[k] = v end
 end

@@ -26,6 +26,9 @@ local corio = {}
 ---| "closed"    # the semaphore, watch or channel is closed
 ---| "io"        # an I/O failure; `code` is the errno name ("ENOENT", ...)
 ---| "limit"     # a size limit (max_read, max_line, max_output) was passed
+---| "closed"    # the semaphore, watch, channel or stream is closed; end of stream; EPIPE, ECONNRESET
+---| "limit"     # a line, `read("a")` or another documented bound was exceeded
+---| "io"        # any other I/O failure (see `code`)
 ---| "deadlock"  # every task waits on something that can no longer happen
 ---| "task"      # a plain error value raised in a task (see `value`)
 ---| string
@@ -34,7 +37,7 @@ local corio = {}
 ---@class corio.Error
 ---@field kind corio.ErrorKind what went wrong
 ---@field message string the error's message
----@field code? string an optional code
+---@field code? string the errno name of an I/O failure ("ECONNREFUSED", "EMFILE", ...)
 ---@field traceback? string where it was raised (added when a task fails)
 ---@field task? string the name of the task that failed
 ---@field value? any for kind "task": the plain error value the task raised
@@ -57,6 +60,10 @@ local corio = {}
 ---@field workers? integer 1 to 1e6 (default: the number of CPUs): threads of the default pool
 ---@field queue? integer 1 to 1e6 (default 1024): jobs waiting for a worker before `blocking` waits
 ---@field init? string a module each worker requires once when it starts
+---@field io_timeout? number seconds (> 0, default 30): the deadline of an I/O call without `{timeout =}`
+---@field max_io? integer 1 to 1e6 (default 256): I/O calls waiting on libuv at once; past it callers wait FIFO
+---@field workers? integer 1 to 1e6 (default 4): thread-pool limit, validated now, used once it lands
+---@field queue? integer 1 to 1e6 (default 1024): thread-pool limit, validated now, used once it lands
 
 ---Options of `corio.spawn` and `s:spawn`.
 ---@class corio.SpawnOptions
@@ -100,6 +107,9 @@ local corio = {}
 ---@field workers_busy integer pool threads running a job
 ---@field jobs_queued integer jobs waiting for a worker (also as `queued_jobs`)
 ---@field jobs_done integer pool jobs finished
+---@field io_inflight integer I/O budget slots taken (`max_io`)
+---@field io_waiting integer calls waiting for a slot
+---@field handles integer libuv handles open for I/O objects
 
 ---One live task, from `corio.tasks()` or `rt:tasks()`.
 ---@class corio.TaskInfo
@@ -850,5 +860,210 @@ function corio.blocking(fn, ...) end
 ---@param opts? corio.PoolOptions
 ---@return corio.Pool
 function corio.pool(opts) end
+-- ---------------------------------------------------------- network --
+
+---Options of an I/O call.
+---@class corio.IoOptions
+---@field timeout? number seconds (>= 0; default: the runtime's `io_timeout`)
+
+---Options of `s:read`.
+---@class corio.ReadOptions: corio.IoOptions
+---@field max_line? integer longest line for "l"/"L" (default 65536): past it `nil, err` kind "limit"
+---@field max_read? integer most bytes for "a" (default 64 MiB): past it `nil, err` kind "limit"
+
+---Options of `corio.tcp.connect` and `srv:accept`.
+---@class corio.ConnectOptions: corio.IoOptions
+---@field nodelay? boolean disable Nagle's algorithm
+---@field keepalive? boolean TCP keep-alive (60 s)
+
+---Options of `corio.tcp.listen` and `corio.unix.listen`.
+---@class corio.ListenOptions
+---@field backlog? integer pending connections the kernel keeps (default 511)
+---@field reuseport? boolean SO_REUSEPORT: several processes may serve one port (TCP)
+
+---A byte stream: TCP or Unix connection, stdio, a child process's pipe. `<close>` closes it.
+---@class corio.Stream
+local Stream = {}
+
+---Exactly `n` bytes (fewer only at end of stream), a line ("l" without, "L" with its end) or everything ("a").
+---`nil, err` at the end of the stream (kind "closed"), on a timeout, past a limit (kind "limit").
+---A second task reading while one waits raises.
+---@async
+---@param fmt? integer|"l"|"L"|"a" default "l"
+---@param opts? corio.ReadOptions
+---@return string? data
+---@return corio.Error? err
+function Stream:read(fmt, opts) end
+
+---What is buffered (at most `max`, default 65536 bytes), waiting only when nothing is.
+---@async
+---@param max? integer
+---@param opts? corio.IoOptions
+---@return string? data
+---@return corio.Error? err
+function Stream:read_some(max, opts) end
+
+---Queues `data`; waits while more than 1 MiB is queued (backpressure). `true` or `nil, err`.
+---@async
+---@param data string
+---@param opts? corio.IoOptions
+---@return true? ok
+---@return corio.Error? err
+function Stream:write(data, opts) end
+
+---Waits until everything written so far is in the kernel.
+---@async
+---@param opts? corio.IoOptions
+---@return true? ok
+---@return corio.Error? err
+function Stream:flush(opts) end
+
+---Flushes, then ends the writing side (the peer reads end of stream).
+---@async
+---@param opts? corio.IoOptions
+---@return true? ok
+---@return corio.Error? err
+function Stream:shutdown(opts) end
+
+---Closes the stream (idempotent); queued unsent data is dropped (flush first to keep it).
+function Stream:close() end
+
+---Whether the stream is closed.
+---@return boolean
+function Stream:closed() end
+
+---TCP: host, port; Unix: the path; other streams: `nil, err`.
+---@return string|nil host
+---@return integer|corio.Error|nil port
+function Stream:local_addr() end
+
+---The peer's address (as `local_addr`).
+---@return string|nil host
+---@return integer|corio.Error|nil port
+function Stream:peer_addr() end
+
+---TCP_NODELAY on (default) or off.
+---@param on? boolean
+---@return true? ok
+---@return corio.Error? err
+function Stream:nodelay(on) end
+
+---TCP keep-alive on (default) or off, probing after `delay` seconds (default 60).
+---@param on? boolean
+---@param delay? integer
+---@return true? ok
+---@return corio.Error? err
+function Stream:keepalive(on, delay) end
+
+---A listening TCP or Unix socket. `<close>` closes it.
+---@class corio.Listener
+local Listener = {}
+
+---The next connection, or `nil, err` (code "EMFILE" when out of descriptors: the client stays queued).
+---@async
+---@param opts? corio.ConnectOptions
+---@return corio.Stream? conn
+---@return corio.Error? err
+function Listener:accept(opts) end
+
+---The bound TCP port.
+---@return integer
+function Listener:port() end
+
+---Closes the listener (idempotent); waiting acceptors get kind "closed".
+function Listener:close() end
+
+---A bound UDP socket. `<close>` closes it.
+---@class corio.UdpSocket
+local UdpSocket = {}
+
+---Sends one datagram to a literal address.
+---@async
+---@param data string
+---@param host string
+---@param port integer
+---@param opts? corio.IoOptions
+---@return true? ok
+---@return corio.Error? err
+function UdpSocket:send(data, host, port, opts) end
+
+---The next datagram (at most 64 KiB) and its sender.
+---@async
+---@param opts? corio.IoOptions
+---@return string|nil data
+---@return string|corio.Error host
+---@return integer? port
+function UdpSocket:recv(opts) end
+
+---The bound address.
+---@return string host
+---@return integer port
+function UdpSocket:local_addr() end
+
+---Closes the socket (idempotent).
+function UdpSocket:close() end
+
+corio.tcp = {}
+
+---Connects to `host:port`, trying each address of a name in turn within one deadline.
+---@async
+---@param host string
+---@param port integer
+---@param opts? corio.ConnectOptions
+---@return corio.Stream? conn
+---@return corio.Error? err
+function corio.tcp.connect(host, port, opts) end
+
+---Listens on `host:port` (port 0: a free port; "*": every IPv4 address).
+---@param host string
+---@param port integer
+---@param opts? corio.ListenOptions
+---@return corio.Listener? srv
+---@return corio.Error? err
+function corio.tcp.listen(host, port, opts) end
+
+corio.unix = {}
+
+---Connects to the Unix socket at `path`.
+---@async
+---@param path string
+---@param opts? corio.IoOptions
+---@return corio.Stream? conn
+---@return corio.Error? err
+function corio.unix.connect(path, opts) end
+
+---Listens on a Unix socket at `path` (an existing file is not removed).
+---@param path string
+---@param opts? corio.ListenOptions
+---@return corio.Listener? srv
+---@return corio.Error? err
+function corio.unix.listen(path, opts) end
+
+corio.udp = {}
+
+---A UDP socket bound to `host:port` (port 0: a free port).
+---@param host string
+---@param port integer
+---@return corio.UdpSocket? sock
+---@return corio.Error? err
+function corio.udp.bind(host, port) end
+
+---The distinct addresses of `host` (a literal returns itself at once).
+---@async
+---@param host string
+---@param opts? {timeout?: number, family?: "inet"|"inet6"}
+---@return string[]? addrs
+---@return corio.Error? err
+function corio.resolve(host, opts) end
+
+---The process's stdin as a stream (one per runtime; a file or device is served by a copier thread).
+---@return corio.Stream? stream
+---@return corio.Error? err
+function corio.stdin() end
+
+---The process's stdout as a write-only stream (one per runtime; closing it leaves fd 1 open).
+---@return corio.Stream? stream
+---@return corio.Error? err
+function corio.stdout() end
 
 return corio
