@@ -5,7 +5,7 @@
 #   make test       everything CI runs (see .ci/test.sh); last line of
 #                   output is "N passed, N failed"
 #   make test-fast  busted on Lua 5.4 only, without specs tagged #slow
-#   make demo       run examples/demo.lua on Lua 5.4
+#   make demo       run examples/crawler.lua on Lua 5.4
 #   make bench      run bench/run.lua on Lua 5.4
 #   make asan       AddressSanitizer+UBSan build into build/asan/
 #   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
@@ -111,7 +111,7 @@ build/tsan/tsan_preload.so: .ci/tsan_preload.c
 	$(ASAN_CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $<
 
 demo: build
-	.ci/with 5.4 lua examples/demo.lua
+	.ci/with 5.4 lua examples/crawler.lua
 
 test: deps
 	.ci/test.sh
