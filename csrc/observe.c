@@ -33,6 +33,16 @@ static void aux_setint(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+/* Pushes a new table {id, name, status} of t (tasks(), trace). */
+static void aux_push_info(lua_State *L, corio_task *t) {
+  lua_createtable(L, 0, 8);
+  aux_setint(L, "id", t->id);
+  corio_task_name(L, t);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, corio_task_status(t));
+  lua_setfield(L, -2, "status");
+}
+
 /* Sets `age` (seconds since spawn, on the runtime's clock) and, when it
    was recorded, `spawned_at` on the table on top. */
 static void aux_age_site(lua_State *L, corio_rt *rt, corio_task *t) {
@@ -60,12 +70,7 @@ static int lcorio_tasks(lua_State *L) {
     corio_task *t = corio_container(n, corio_task, all);
     corio_task *p = aux_parent_task(t);
     const char *w = aux_waiting_on(t);
-    lua_createtable(L, 0, 6);
-    aux_setint(L, "id", t->id);
-    corio_task_name(L, t);
-    lua_setfield(L, -2, "name");
-    lua_pushstring(L, corio_task_status(t));
-    lua_setfield(L, -2, "status");
+    aux_push_info(L, t);
     if (w) {
       lua_pushstring(L, w);
       lua_setfield(L, -2, "waiting_on");
@@ -157,12 +162,7 @@ void corio_trace(lua_State *L, corio_rt *rt, const char *event,
   rt->in_trace = 1;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->trace_ref);
   lua_pushstring(L, event);
-  lua_createtable(L, 0, 6);
-  aux_setint(L, "id", t->id);
-  corio_task_name(L, t);
-  lua_setfield(L, -2, "name");
-  lua_pushstring(L, corio_task_status(t));
-  lua_setfield(L, -2, "status");
+  aux_push_info(L, t);
   if ((p = aux_parent_task(t)) != NULL) aux_setint(L, "parent", p->id);
   if (t->state == CORIO_FAILED || t->state == CORIO_CANCELLED) {
     lua_pushvalue(t->co, -1);

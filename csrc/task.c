@@ -194,9 +194,12 @@ static int retry_k(lua_State *L, int status, lua_KContext ctx) {
 }
 #endif
 
-int corio_await_retry(lua_State *L, corio_task *t, lua_CFunction fn,
-                      const char *what, corio_abort_fn abort, void *obj,
-                      double timeout) {
+/* Fills in the wait record of t (what, how to undo it, its deadline).
+   A budget slot t was handed and did not claim goes back first: the
+   record's obj named that budget. */
+static void aux_wait_record(corio_task *t, const char *what,
+                            corio_abort_fn abort, void *obj,
+                            double timeout) {
   if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   t->wait.what = what;
   t->wait.abort = abort;
@@ -206,6 +209,12 @@ int corio_await_retry(lua_State *L, corio_task *t, lua_CFunction fn,
     corio_timer_set_kind(&t->timer, CORIO_TIMER_WAIT);
     corio_timer_arm(t->rt, &t->timer, corio_deadline(t->rt, timeout));
   }
+}
+
+int corio_await_retry(lua_State *L, corio_task *t, lua_CFunction fn,
+                      const char *what, corio_abort_fn abort, void *obj,
+                      double timeout) {
+  aux_wait_record(t, what, abort, obj, timeout);
 #ifdef CORIO_YIELDK
   {
     lua_KContext ctx;
@@ -235,15 +244,7 @@ static int aux_park(lua_State *L) {
 
 int corio_await(lua_State *L, corio_task *t, const char *what,
                 corio_abort_fn abort, void *obj, double timeout) {
-  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
-  t->wait.what = what;
-  t->wait.abort = abort;
-  t->wait.obj = obj;
-  t->state = CORIO_WAITING;
-  if (timeout >= 0) {
-    corio_timer_set_kind(&t->timer, CORIO_TIMER_WAIT);
-    corio_timer_arm(t->rt, &t->timer, corio_deadline(t->rt, timeout));
-  }
+  aux_wait_record(t, what, abort, obj, timeout);
   return aux_park(L);
 }
 
