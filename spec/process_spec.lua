@@ -17,6 +17,26 @@ local function alive(pid)
   return f ~= nil
 end
 
+-- exec and process fail alike on a command that cannot start: nil and
+-- an io error named by its errno, for a missing command or cwd.
+local function assert_cannot_start(start)
+  local r, err = start({ "corio-no-such-command" })
+  assert.is_nil(r)
+  assert.equal("io", err.kind)
+  assert.equal("ENOENT", err.code)
+  r, err = start({ "true" }, { cwd = "/corio/no/such/dir" })
+  assert.is_nil(r)
+  assert.equal("ENOENT", err.code)
+end
+
+-- The error fn(...) raises (it must raise). fn calls the function under
+-- test by its field name, so that the message names it.
+local function raised(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok)
+  return e
+end
+
 local function read_pid(path)
   local f = assert(io.open(path))
   local pid = tonumber(f:read("*l"))
@@ -87,13 +107,7 @@ describe("corio.exec", function()
 
   it("returns nil and ENOENT for a command that does not exist", function()
     run(function()
-      local r, err = corio.exec({ "corio-no-such-command" })
-      assert.is_nil(r)
-      assert.equal("io", err.kind)
-      assert.equal("ENOENT", err.code)
-      r, err = corio.exec({ "true" }, { cwd = "/corio/no/such/dir" })
-      assert.is_nil(r)
-      assert.equal("ENOENT", err.code)
+      assert_cannot_start(corio.exec)
     end)
   end)
 
@@ -213,12 +227,7 @@ describe("corio.exec", function()
 
   it("raises on bad arguments", function()
     run(function()
-      local function err_of(...)
-        local args = H.pack(...)
-        local ok, e = pcall(function() return corio.exec(H.unpack(args, 1, args.n)) end)
-        assert.is_false(ok)
-        return e
-      end
+      local function err_of(...) return raised(function(...) return corio.exec(...) end, ...) end
       assert.matches("bad argument #1 to 'exec'", err_of("ls"))
       assert.matches("argv must name a command", err_of({}))
       assert.matches("argv%[2%] must be a string", err_of({ "echo", 1 }))
@@ -393,13 +402,7 @@ describe("corio.process", function()
 
   it("returns nil and ENOENT for a command that does not exist", function()
     run(function()
-      local pr, err = corio.process({ "corio-no-such-command" })
-      assert.is_nil(pr)
-      assert.equal("io", err.kind)
-      assert.equal("ENOENT", err.code)
-      pr, err = corio.process({ "true" }, { cwd = "/corio/no/such/dir" })
-      assert.is_nil(pr)
-      assert.equal("ENOENT", err.code)
+      assert_cannot_start(corio.process)
     end)
   end)
 
@@ -419,12 +422,7 @@ describe("corio.process", function()
 
   it("raises on bad arguments", function()
     run(function()
-      local function err_of(...)
-        local args = H.pack(...)
-        local ok, e = pcall(function() return corio.process(H.unpack(args, 1, args.n)) end)
-        assert.is_false(ok)
-        return e
-      end
+      local function err_of(...) return raised(function(...) return corio.process(...) end, ...) end
       assert.matches("argv must name a command", err_of({}))
       assert.matches("bad option 'stdout'", err_of({ "true" }, { stdout = "file" }))
       assert.matches("bad option 'timeout'", err_of({ "true" }, { timeout = 1 }))
