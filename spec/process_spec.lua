@@ -400,6 +400,19 @@ describe("corio.process", function()
     assert.is_true(pr.stdout:closed())
   end)
 
+  it("kills and reaps the child of a process object when the Lua state closes", function()
+    if _VERSION == "Lua 5.1" then
+      pending("os.exit cannot close the Lua state on Lua 5.1 and LuaJIT")
+      return
+    end
+    local pidfile = os.tmpname()
+    local r = proc.run("process_orphan.lua", pidfile)
+    assert.equal(0, r.code, r.stderr)
+    assert.equal("closing\n", r.stdout)
+    assert.equal("", r.stderr)
+    assert.is_false(alive(read_pid(pidfile)))
+  end)
+
   it("returns nil and ENOENT for a command that does not exist", function()
     run(function()
       assert_cannot_start(corio.process)
