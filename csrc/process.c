@@ -543,9 +543,11 @@ static void process_on_exited(proc *p) {
   proc_close(p, (uv_handle_t *)&p->killer, H_KILLER);
 }
 
+/* Only __gc clears b->p; a finalizer of 5.4 may still reach the object. */
 static proc *check_process(lua_State *L, int idx) {
   process_box *b = (process_box *)corio_checkudata(L, idx, PROCESS_MT);
-  return b->p; /* only __gc clears it */
+  if (!b->p) luaL_error(L, "corio.Process: used after it was collected");
+  return b->p;
 }
 
 /* Cancel safe: the status stays in the proc, a later wait gets it. */
@@ -625,12 +627,13 @@ static int lprocess_index(lua_State *L) {
                                        NULL};
   /* a plain closure (upvalue 1: the methods), so no corio_checkudata */
   process_box *b = (process_box *)luaL_checkudata(L, 1, PROCESS_MT);
-  const char *k = lua_tostring(L, 2);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   int i;
   for (i = 0; k && fields[i] && strcmp(fields[i], k) != 0; i++) {
   }
   if (k && fields[i]) {
-    if (i == 0) lua_pushinteger(L, (lua_Integer)b->p->process.pid);
+    if (i == 0 && !b->p) lua_pushnil(L); /* collected (see check_process) */
+    else if (i == 0) lua_pushinteger(L, (lua_Integer)b->p->process.pid);
     else corio_getuv(L, 1, i);
     return 1;
   }
