@@ -45,6 +45,22 @@ local function read_pid(path)
   return pid
 end
 
+-- Runs a fixture that closes its Lua state while its child runs (it
+-- writes the child's pid to arg[1] first): the child must be reaped.
+local function assert_orphan_reaped(fixture)
+  if _VERSION == "Lua 5.1" then
+    pending("os.exit cannot close the Lua state on Lua 5.1 and LuaJIT")
+    return
+  end
+  local pidfile = os.tmpname()
+  os.remove(pidfile)
+  local r = proc.run(fixture, pidfile)
+  assert.equal(0, r.code, r.stderr)
+  assert.equal("closing\n", r.stdout)
+  assert.equal("", r.stderr)
+  assert.is_false(alive(read_pid(pidfile)))
+end
+
 describe("corio.exec", function()
   it("returns the exit code with stdout and stderr captured", function()
     run(function()
@@ -167,17 +183,7 @@ describe("corio.exec", function()
   end)
 
   it("kills and reaps a child whose task is torn down when the Lua state closes", function()
-    if _VERSION == "Lua 5.1" then
-      pending("os.exit cannot close the Lua state on Lua 5.1 and LuaJIT")
-      return
-    end
-    local pidfile = os.tmpname()
-    os.remove(pidfile)
-    local r = proc.run("exec_orphan.lua", pidfile)
-    assert.equal(0, r.code, r.stderr)
-    assert.equal("closing\n", r.stdout)
-    assert.equal("", r.stderr)
-    assert.is_false(alive(read_pid(pidfile)))
+    assert_orphan_reaped("exec_orphan.lua")
   end)
 
   it("bounds an exec with an enclosing corio.timeout", function()
@@ -401,16 +407,7 @@ describe("corio.process", function()
   end)
 
   it("kills and reaps the child of a process object when the Lua state closes", function()
-    if _VERSION == "Lua 5.1" then
-      pending("os.exit cannot close the Lua state on Lua 5.1 and LuaJIT")
-      return
-    end
-    local pidfile = os.tmpname()
-    local r = proc.run("process_orphan.lua", pidfile)
-    assert.equal(0, r.code, r.stderr)
-    assert.equal("closing\n", r.stdout)
-    assert.equal("", r.stderr)
-    assert.is_false(alive(read_pid(pidfile)))
+    assert_orphan_reaped("process_orphan.lua")
   end)
 
   it("returns nil and ENOENT for a command that does not exist", function()
