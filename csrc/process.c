@@ -2,14 +2,15 @@
  * process.c: child processes. corio.exec(argv, opts) runs a command
  * without a shell and collects its output; corio.getpid().
  *
- * Two layers. The lower one (proc_*) owns a child: its exit (recorded,
- * then handed to the upper layer through p->exited), the
- * SIGTERM-then-SIGKILL escalation, reaping at teardown, and the close of
- * every handle. It knows nothing of Lua and is what a streaming
- * corio.process will wrap (its pipes as streams). The upper one (exec_*) reads the
- * child's stdout/stderr with plain uv_read_start callbacks into growable
- * buffers, writes `input` to its stdin, and hands the result to the
- * waiting task.
+ * Two upper layers over one lower one. The lower one (proc_*) owns a
+ * child: its exit (recorded, then handed to the upper layer through
+ * p->exited), the SIGTERM-then-SIGKILL escalation, reaping at teardown,
+ * and the close of every handle (its own, and the pipe streams it handed
+ * to Lua). It knows nothing of Lua. exec_* reads the child's
+ * stdout/stderr with plain uv_read_start callbacks into growable buffers,
+ * writes `input` to its stdin, and hands the result to the waiting task.
+ * process_* (corio.process) gives the pipes to Lua as corio.Stream
+ * objects and lets tasks wait for the exit and send signals.
  *
  * Invariants:
  *   - a proc is malloc'd and freed by the close callback of its last
@@ -22,7 +23,16 @@
  *     so no zombie and no background child outlives the call;
  *   - a proc whose task is torn down (the runtime abandons or collects
  *     it) is orphaned: it gets SIGKILL, and the runtime's io_object
- *     teardown reaps it with waitpid if libuv has not yet.
+ *     teardown reaps it with waitpid if libuv has not yet;
+ *   - corio.process: the proc is also held by its corio.Process userdata
+ *     (p->held) and freed when both the userdata and the last handle are
+ *     gone. It stays in rt->io_objects until freed, so when run returns
+ *     the teardown kills and reaps a child still running and closes its
+ *     pipes. Dropping (__gc) or closing the userdata while the child
+ *     runs sends SIGTERM, then SIGKILL after kill_grace; libuv reaps it
+ *     (or the teardown does). The pipe streams clear p->ps[i] when their
+ *     memory goes (corio_stream_on_free), and a proc freed first
+ *     unhooks itself from them.
  */
 #include "corio.h"
 #include <errno.h>
@@ -53,6 +63,7 @@ struct proc {
   uv_timer_t killer;      /* SIGKILL after the grace period */
   uv_pipe_t in, out, err; /* the child's stdin, stdout, stderr */
   uv_write_t wreq;
+  corio_stream *ps[3];    /* corio.process: pipe streams given to Lua */
   corio_io_object node;   /* in rt->io_objects from spawn to finish */
   corio_rt *rt;
   void (*exited)(proc *p);/* the upper layer's exit hook */
@@ -62,6 +73,9 @@ struct proc {
   int open;               /* handles not yet closed back */
   int inited;             /* H_* */
   uint8_t exit_seen;      /* reaped (by libuv, or by teardown) */
+  uint8_t held;           /* corio.process: its userdata is alive */
+  uint8_t closed;         /* corio.process: close() was called */
+  corio_link waiters;     /* corio.process: tasks in pr:wait() */
   /* exec's collection */
   corio_task *t;          /* the waiting task; NULL once orphaned */
   proc_out o[2];          /* stdout, stderr */
@@ -73,12 +87,22 @@ struct proc {
 
 /* ------------------------------------------------------ child layer */
 
-static void proc_on_close(uv_handle_t *h) {
-  proc *p = (proc *)h->data;
-  if (--p->open) return;
+static void proc_stream_gone(void *slot) { *(corio_stream **)slot = NULL; }
+
+static void proc_free(proc *p) {
+  int i;
+  corio_list_remove(&p->node.link);
+  for (i = 0; i < 3; i++)
+    if (p->ps[i]) corio_stream_on_free(p->ps[i], NULL, NULL);
   free(p->o[0].buf);
   free(p->o[1].buf);
   free(p);
+}
+
+static void proc_on_close(uv_handle_t *h) {
+  proc *p = (proc *)h->data;
+  if (--p->open || p->held) return;
+  proc_free(p);
 }
 
 static void proc_close(proc *p, uv_handle_t *h, int bit) {
@@ -86,7 +110,14 @@ static void proc_close(proc *p, uv_handle_t *h, int bit) {
   uv_close(h, proc_on_close);
 }
 
+static void proc_close_streams(proc *p) {
+  int i;
+  for (i = 0; i < 3; i++)
+    if (p->ps[i]) corio_stream_close(p->ps[i]);
+}
+
 static void proc_close_all(proc *p) {
+  proc_close_streams(p);
   proc_close(p, (uv_handle_t *)&p->process, H_PROCESS);
   proc_close(p, (uv_handle_t *)&p->killer, H_KILLER);
   proc_close(p, (uv_handle_t *)&p->in, H_IN);
@@ -136,11 +167,26 @@ static void proc_teardown(lua_State *L, corio_io_object *o) {
   (void)L;
   if (!p->exit_seen) {
     p->exit_seen = 1;
+    p->sig = SIGKILL;
     uv_process_kill(&p->process, SIGKILL);
     while (waitpid(p->process.pid, NULL, 0) < 0 && errno == EINTR) {
     }
   }
   proc_close_all(p);
+}
+
+/* Pushes {code = n} or {signal = "SIGTERM"} (a number when unnamed). */
+static void proc_push_status(lua_State *L, proc *p, int extra) {
+  lua_createtable(L, 0, 1 + extra);
+  if (p->sig) {
+    const char *s = corio_signal_name(p->sig);
+    if (s) lua_pushstring(L, s);
+    else lua_pushinteger(L, p->sig);
+    lua_setfield(L, -2, "signal");
+  } else {
+    lua_pushinteger(L, (lua_Integer)p->code);
+    lua_setfield(L, -2, "code");
+  }
 }
 
 /* ------------------------------------------------------- exec layer */
@@ -154,16 +200,7 @@ static void exec_give(proc *p) {
 static void exec_push_result(lua_State *L, proc *p) {
   static const char *const names[] = {"stdout", "stderr"};
   int i;
-  lua_createtable(L, 0, 4);
-  if (p->sig) {
-    const char *s = corio_signal_name(p->sig);
-    if (s) lua_pushstring(L, s);
-    else lua_pushinteger(L, p->sig);
-    lua_setfield(L, -2, "signal");
-  } else {
-    lua_pushinteger(L, (lua_Integer)p->code);
-    lua_setfield(L, -2, "code");
-  }
+  proc_push_status(L, p, 2);
   for (i = 0; i < 2; i++) {
     lua_pushlstring(L, p->o[i].buf ? p->o[i].buf : "", p->o[i].len);
     lua_setfield(L, -2, names[i]);
@@ -309,14 +346,14 @@ static char **aux_argv(lua_State *L, int idx) {
 
 /* env {NAME = value} -> "NAME=value" array; the strings are kept in a
    table left on the stack. NULL when the option is absent. */
-static char **aux_env(lua_State *L, int opt) {
+static char **aux_env(lua_State *L, int opt, const char *fname) {
   char **v;
   int n = 0, i = 0;
   if (!lua_istable(L, opt)) return NULL;
   lua_getfield(L, opt, "env");
   if (lua_isnil(L, -1)) return NULL;
   if (!lua_istable(L, -1))
-    luaL_error(L, "bad option 'env' to 'exec' (table expected)");
+    luaL_error(L, "bad option 'env' to '%s' (table expected)", fname);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     n++;
@@ -327,8 +364,8 @@ static char **aux_env(lua_State *L, int opt) {
   lua_pushnil(L);
   while (lua_next(L, -4)) {
     if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "bad option 'env' to 'exec' (string keys and values "
-                 "expected)");
+      luaL_error(L, "bad option 'env' to '%s' (string keys and values "
+                 "expected)", fname);
     lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
     v[i] = (char *)lua_tostring(L, -1);
     lua_rawseti(L, -4, ++i);
@@ -336,6 +373,15 @@ static char **aux_env(lua_State *L, int opt) {
   }
   v[i] = NULL;
   return v;
+}
+
+/* kill_grace: seconds between SIGTERM and SIGKILL */
+static double aux_grace(lua_State *L, int opt, const char *fname) {
+  double g = corio_opt_number(L, opt, "kill_grace", EXEC_KILL_GRACE, fname);
+  if (g != g || g < 0 || g > 1e6)
+    luaL_error(L, "bad option 'kill_grace' to '%s' (seconds expected)",
+               fname);
+  return g;
 }
 
 static size_t aux_size_opt(lua_State *L, int opt, const char *key,
@@ -427,13 +473,11 @@ static int lcorio_exec(lua_State *L) {
   }
   cwd = corio_opt_string(L, 2, "cwd", NULL, "exec");
   po.cwd = cwd;
-  grace = corio_opt_number(L, 2, "kill_grace", EXEC_KILL_GRACE, "exec");
-  if (grace != grace || grace < 0 || grace > 1e6)
-    luaL_error(L, "bad option 'kill_grace' to 'exec' (seconds expected)");
+  grace = aux_grace(L, 2, "exec");
   p_max = aux_size_opt(L, 2, "max_output", EXEC_MAX_OUTPUT);
   po.args = aux_argv(L, 1);
   po.file = po.args[0];
-  po.env = aux_env(L, 2);
+  po.env = aux_env(L, 2, "exec");
   t = corio_await_begin(L, "exec");
   if (!corio_io_take(t->rt)) {
     lua_settop(L, 2);
@@ -462,6 +506,263 @@ static int lcorio_exec(lua_State *L) {
   return corio_await(L, t, "process", exec_abort, p, timeout);
 }
 
+/* ---------------------------------------------------- process layer */
+
+/* corio.process(argv, opts): the child's pipes as corio.Stream objects
+   (user values 1-3 of the corio.Process userdata), pr:wait(), pr:kill(),
+   pr:close(). See the invariants at the top for who frees what. */
+
+#define PROCESS_MT "corio.Process"
+
+enum { STDIO_PIPE, STDIO_NULL, STDIO_INHERIT };
+
+typedef struct process_box {
+  proc *p; /* NULL once collected */
+} process_box;
+
+/* The process handle keeps the loop alive only while a task waits for
+   the exit: an idle child, like an idle stream, hides no deadlock. */
+static void process_ref(proc *p) {
+  uv_handle_t *h = (uv_handle_t *)&p->process;
+  if (p->exit_seen || uv_is_closing(h)) return;
+  if (corio_list_empty(&p->waiters)) uv_unref(h);
+  else uv_ref(h);
+}
+
+/* The child's exit: every waiter gets the status; the process handle and
+   the kill timer are done (the pipes live on: output may be unread). */
+static void process_on_exited(proc *p) {
+  corio_link *n;
+  while ((n = corio_list_shift(&p->waiters)) != NULL) {
+    corio_task *t = corio_container(n, corio_task, link);
+    proc_push_status(corio_wake_stack(t, 1), p, 0);
+    corio_io_give(p->rt);
+    corio_wake(t, 1);
+  }
+  proc_close(p, (uv_handle_t *)&p->process, H_PROCESS);
+  proc_close(p, (uv_handle_t *)&p->killer, H_KILLER);
+}
+
+/* Only __gc clears b->p; a finalizer of 5.4 may still reach the object. */
+static proc *check_process(lua_State *L, int idx) {
+  process_box *b = (process_box *)corio_checkudata(L, idx, PROCESS_MT);
+  if (!b->p) luaL_error(L, "corio.Process: used after it was collected");
+  return b->p;
+}
+
+/* Cancel safe: the status stays in the proc, a later wait gets it. */
+static int process_wait_abort(corio_task *t, int woken) {
+  proc *p = (proc *)t->wait.obj;
+  if (woken == 1) return 1; /* its slot went back with the wake */
+  corio_list_remove(&t->link);
+  corio_io_give(p->rt);
+  process_ref(p);
+  return 1;
+}
+
+/* pr:wait([{timeout}]) -> {code = n} | {signal = name} | nil, err. A
+   timeout or a cancellation leaves the child running. */
+static int lprocess_wait(lua_State *L) {
+  proc *p = check_process(L, 1);
+  double timeout = corio_io_timeout(L, 2, "wait", NULL);
+  corio_task *t = corio_await_begin(L, "wait");
+  if (p->exit_seen) {
+    proc_push_status(L, p, 0);
+    return 1;
+  }
+  if (p->rt != t->rt)
+    return luaL_error(L, "wait: the process belongs to another runtime");
+  if (!corio_io_take(t->rt)) {
+    lua_settop(L, 2);
+    return corio_io_wait_slot(L, t, lprocess_wait, timeout);
+  }
+  corio_list_push(&p->waiters, &t->link);
+  process_ref(p);
+  return corio_await(L, t, "process", process_wait_abort, p, timeout);
+}
+
+/* pr:kill([sig]) -> true | nil, err (default SIGTERM; ESRCH once the
+   child has exited: its pid may already be another process's) */
+static int lprocess_kill(lua_State *L) {
+  proc *p = check_process(L, 1);
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : corio_check_signal(L, 2);
+  int r;
+  if (p->exit_seen) return corio_io_fail(L, UV_ESRCH, "kill");
+  if ((r = uv_process_kill(&p->process, sig)) != 0)
+    return corio_io_fail(L, r, "kill");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* pr:close(): closes the pipes; a child still running gets SIGTERM, then
+   SIGKILL after kill_grace, and is reaped in the background (pr:wait()
+   still waits for that). Idempotent; also __close. */
+static int lprocess_close(lua_State *L) {
+  proc *p = check_process(L, 1);
+  if (p->closed) return 0;
+  p->closed = 1;
+  proc_close_streams(p);
+  if (!p->exit_seen) proc_terminate(p);
+  return 0;
+}
+
+/* No Lua code. A child still running is terminated like close() does,
+   but the pipes are left to their own userdata (they may be referenced
+   elsewhere). A child not yet exited means its runtime's loop is open:
+   the teardown that precedes its close marks every child reaped. */
+static int lprocess_gc(lua_State *L) {
+  process_box *b = (process_box *)corio_checkudata(L, 1, PROCESS_MT);
+  proc *p = b->p;
+  if (!p) return 0;
+  b->p = NULL;
+  if (!p->exit_seen) proc_terminate(p);
+  p->held = 0;
+  if (!p->open) proc_free(p);
+  return 0;
+}
+
+/* pr.pid, pr.stdin, pr.stdout, pr.stderr, then the methods */
+static int lprocess_index(lua_State *L) {
+  static const char *const fields[] = {"pid", "stdin", "stdout", "stderr",
+                                       NULL};
+  /* a plain closure (upvalue 1: the methods), so no corio_checkudata */
+  process_box *b = (process_box *)luaL_checkudata(L, 1, PROCESS_MT);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  int i;
+  for (i = 0; k && fields[i] && strcmp(fields[i], k) != 0; i++) {
+  }
+  if (k && fields[i]) {
+    if (i == 0 && !b->p) lua_pushnil(L); /* collected (see check_process) */
+    else if (i == 0) lua_pushinteger(L, (lua_Integer)b->p->process.pid);
+    else corio_getuv(L, 1, i);
+    return 1;
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int aux_stdio_mode(lua_State *L, int opt, const char *key) {
+  const char *m = corio_opt_string(L, opt, key, "pipe", "process");
+  if (strcmp(m, "pipe") == 0) return STDIO_PIPE;
+  if (strcmp(m, "null") == 0) return STDIO_NULL;
+  if (strcmp(m, "inherit") == 0) return STDIO_INHERIT;
+  return luaL_error(L, "bad option '%s' to 'process' ('pipe', 'null' or "
+                    "'inherit' expected)", key);
+}
+
+/* Pipe i as a stream: user value i + 1 of the box. */
+static int process_pipe(lua_State *L, proc *p, int box, int i,
+                        uv_stdio_container_t *c) {
+  corio_stream *s = corio_stream_push(L, p->rt, CORIO_SK_PIPE);
+  uv_pipe_t *h = (uv_pipe_t *)corio_stream_handle(s);
+  int r;
+  corio_setuv(L, box, i + 1);
+  if ((r = uv_pipe_init(&p->rt->loop, h, 0)) != 0) return r;
+  corio_stream_mark(s);
+  p->ps[i] = s;
+  corio_stream_on_free(s, proc_stream_gone, &p->ps[i]);
+  c->flags = UV_CREATE_PIPE | (i ? UV_WRITABLE_PIPE : UV_READABLE_PIPE);
+  c->data.stream = (uv_stream_t *)h;
+  return 0;
+}
+
+static int process_spawn(lua_State *L, proc *p, int box,
+                         uv_process_options_t *po, const int mode[3]) {
+  uv_stdio_container_t stdio[3];
+  int i, r;
+  memset(stdio, 0, sizeof stdio);
+  for (i = 0; i < 3; i++) {
+    if (mode[i] == STDIO_NULL) {
+      stdio[i].flags = UV_IGNORE; /* libuv opens /dev/null for fds 0-2 */
+    } else if (mode[i] == STDIO_INHERIT) {
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = i;
+    } else if ((r = process_pipe(L, p, box, i, &stdio[i])) != 0) {
+      return r;
+    }
+  }
+  po->stdio = stdio;
+  po->stdio_count = 3;
+  po->exit_cb = proc_on_exit;
+  p->exited = process_on_exited;
+  r = uv_spawn(&p->rt->loop, &p->process, po);
+  proc_init(p, (uv_handle_t *)&p->process, H_PROCESS, 0); /* close it */
+  return r;
+}
+
+/* corio.process(argv, [{env, cwd, stdin, stdout, stderr, kill_grace}])
+   -> corio.Process | nil, err. Starting a child waits for nothing, so it
+   takes no I/O budget slot (pr:wait and the pipes' reads do). */
+static int lcorio_process(lua_State *L) {
+  static const char *const allowed[] = {"env", "cwd", "stdin", "stdout",
+                                        "stderr", "kill_grace", NULL};
+  static const char *const keys[] = {"stdin", "stdout", "stderr"};
+  corio_rt *rt = corio_rt_get(L, "process");
+  uv_process_options_t po;
+  int mode[3], i, box, r;
+  process_box *b;
+  proc *p;
+  double grace;
+  memset(&po, 0, sizeof po);
+  lua_settop(L, 2);
+  corio_opt_present(L, 2, "process", allowed);
+  for (i = 0; i < 3; i++) mode[i] = aux_stdio_mode(L, 2, keys[i]);
+  grace = aux_grace(L, 2, "process");
+  po.cwd = corio_opt_string(L, 2, "cwd", NULL, "process");
+  po.args = aux_argv(L, 1);
+  po.file = po.args[0];
+  po.env = aux_env(L, 2, "process");
+  /* the userdata first: nothing leaks if an allocation fails */
+  b = (process_box *)corio_newudata(L, sizeof *b, 3);
+  b->p = NULL;
+  luaL_setmetatable(L, PROCESS_MT);
+  box = lua_gettop(L);
+  if (!(p = (proc *)calloc(1, sizeof *p)))
+    return luaL_error(L, "process: not enough memory");
+  b->p = p;
+  p->held = 1;
+  p->exit_seen = 1; /* nothing to signal or reap until the spawn */
+  p->rt = rt;
+  p->grace = grace;
+  corio_list_init(&p->waiters);
+  corio_list_init(&p->node.link);
+  p->node.teardown = proc_teardown;
+  if ((r = process_spawn(L, p, box, &po, mode)) != 0) {
+    proc_close_all(p); /* the box's __gc frees p */
+    return corio_io_fail(L, r, lua_pushfstring(L, "process %s", po.file));
+  }
+  p->exit_seen = 0;
+  corio_io_register(rt, &p->node);
+  process_ref(p);
+  if (p->ps[0]) corio_stream_set_writeonly(p->ps[0]);
+  for (i = 1; i < 3; i++)
+    if (p->ps[i]) corio_stream_opened(p->ps[i]); /* reading ahead */
+  lua_settop(L, box);
+  return 1;
+}
+
+static const luaL_Reg process_methods[] = {{"kill", lprocess_kill},
+                                           {"close", lprocess_close},
+                                           {NULL, NULL}};
+/* may start over for a budget slot (await 2) */
+static const luaL_Reg process_retry[] = {{"wait", lprocess_wait},
+                                         {NULL, NULL}};
+static const luaL_Reg process_meta[] = {{"__gc", lprocess_gc},
+                                        {"__close", lprocess_close},
+                                        {NULL, NULL}};
+
+/* corio_class's __index table stays the method table; __index becomes a
+   function that serves the fields first. */
+static void process_open_class(lua_State *L) {
+  corio_class(L, PROCESS_MT, process_methods, NULL, process_meta);
+  lua_getfield(L, -1, "__index");
+  corio_setfuncs(L, process_retry, 2);
+  lua_pushcclosure(L, lprocess_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
 /* corio.getpid() -> this process's id (to signal oneself in tests) */
 static int lcorio_getpid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)uv_os_getpid());
@@ -469,6 +770,8 @@ static int lcorio_getpid(lua_State *L) {
 }
 
 static const luaL_Reg exec_funcs[] = {{"exec", lcorio_exec}, {NULL, NULL}};
+static const luaL_Reg process_funcs[] = {{"process", lcorio_process},
+                                         {NULL, NULL}};
 static const luaL_Reg plain_funcs[] = {{"getpid", lcorio_getpid},
                                        {NULL, NULL}};
 
@@ -483,4 +786,6 @@ void corio_open_process(lua_State *L) {
     signal(SIGPIPE, SIG_IGN);
   corio_setfuncs(L, exec_funcs, 2); /* may wait for a budget slot */
   corio_setfuncs(L, plain_funcs, 0);
+  corio_setfuncs(L, process_funcs, 0); /* spawns: never waits */
+  process_open_class(L);
 }

@@ -17,12 +17,48 @@ local function alive(pid)
   return f ~= nil
 end
 
+-- exec and process fail alike on a command that cannot start: nil and
+-- an io error named by its errno, for a missing command or cwd.
+local function assert_cannot_start(start)
+  local r, err = start({ "corio-no-such-command" })
+  assert.is_nil(r)
+  assert.equal("io", err.kind)
+  assert.equal("ENOENT", err.code)
+  r, err = start({ "true" }, { cwd = "/corio/no/such/dir" })
+  assert.is_nil(r)
+  assert.equal("ENOENT", err.code)
+end
+
+-- The error fn(...) raises (it must raise). fn calls the function under
+-- test by its field name, so that the message names it.
+local function raised(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok)
+  return e
+end
+
 local function read_pid(path)
   local f = assert(io.open(path))
   local pid = tonumber(f:read("*l"))
   f:close()
   os.remove(path)
   return pid
+end
+
+-- Runs a fixture that closes its Lua state while its child runs (it
+-- writes the child's pid to arg[1] first): the child must be reaped.
+local function assert_orphan_reaped(fixture)
+  if _VERSION == "Lua 5.1" then
+    pending("os.exit cannot close the Lua state on Lua 5.1 and LuaJIT")
+    return
+  end
+  local pidfile = os.tmpname()
+  os.remove(pidfile)
+  local r = proc.run(fixture, pidfile)
+  assert.equal(0, r.code, r.stderr)
+  assert.equal("closing\n", r.stdout)
+  assert.equal("", r.stderr)
+  assert.is_false(alive(read_pid(pidfile)))
 end
 
 describe("corio.exec", function()
@@ -87,13 +123,7 @@ describe("corio.exec", function()
 
   it("returns nil and ENOENT for a command that does not exist", function()
     run(function()
-      local r, err = corio.exec({ "corio-no-such-command" })
-      assert.is_nil(r)
-      assert.equal("io", err.kind)
-      assert.equal("ENOENT", err.code)
-      r, err = corio.exec({ "true" }, { cwd = "/corio/no/such/dir" })
-      assert.is_nil(r)
-      assert.equal("ENOENT", err.code)
+      assert_cannot_start(corio.exec)
     end)
   end)
 
@@ -153,17 +183,7 @@ describe("corio.exec", function()
   end)
 
   it("kills and reaps a child whose task is torn down when the Lua state closes", function()
-    if _VERSION == "Lua 5.1" then
-      pending("os.exit cannot close the Lua state on Lua 5.1 and LuaJIT")
-      return
-    end
-    local pidfile = os.tmpname()
-    os.remove(pidfile)
-    local r = proc.run("exec_orphan.lua", pidfile)
-    assert.equal(0, r.code, r.stderr)
-    assert.equal("closing\n", r.stdout)
-    assert.equal("", r.stderr)
-    assert.is_false(alive(read_pid(pidfile)))
+    assert_orphan_reaped("exec_orphan.lua")
   end)
 
   it("bounds an exec with an enclosing corio.timeout", function()
@@ -213,12 +233,7 @@ describe("corio.exec", function()
 
   it("raises on bad arguments", function()
     run(function()
-      local function err_of(...)
-        local args = H.pack(...)
-        local ok, e = pcall(function() return corio.exec(H.unpack(args, 1, args.n)) end)
-        assert.is_false(ok)
-        return e
-      end
+      local function err_of(...) return raised(function(...) return corio.exec(...) end, ...) end
       assert.matches("bad argument #1 to 'exec'", err_of("ls"))
       assert.matches("argv must name a command", err_of({}))
       assert.matches("argv%[2%] must be a string", err_of({ "echo", 1 }))
@@ -234,5 +249,196 @@ describe("corio.exec", function()
       local r = corio.exec({ "sh", "-c", "echo $PPID" })
       assert.equal(corio.getpid(), tonumber(r.stdout))
     end)
+  end)
+end)
+
+-- Polls (bounded) until no process with this pid exists: a child the
+-- library terminated must also be reaped, not left a zombie.
+local function gone(pid)
+  for _ = 1, 200 do
+    if not alive(pid) then return true end
+    corio.sleep(0.02)
+  end
+  return false
+end
+
+describe("corio.process", function()
+  it("talks to a child through its stdin and stdout streams", function()
+    run(function()
+      local pr = assert(corio.process({ "cat" }))
+      assert.is_number(pr.pid)
+      for i = 1, 3 do
+        -- one line at a time: each comes back before the next is sent
+        assert.is_true(pr.stdin:write("line " .. i .. "\n"))
+        assert.equal("line " .. i, pr.stdout:read("l"))
+      end
+      pr.stdin:close()
+      local r, err = pr.stdout:read("l")
+      assert.is_nil(r)
+      assert.equal("closed", err.kind)
+      assert.same({ code = 0 }, pr:wait())
+      pr:close()
+    end)
+  end)
+
+  it("reads stderr apart from stdout", function()
+    run(function()
+      local pr = assert(corio.process({ "sh", "-c", "echo out; echo err >&2; exit 3" }, { stdin = "null" }))
+      assert.is_nil(pr.stdin)
+      assert.equal("err\n", pr.stderr:read("a"))
+      assert.equal("out\n", pr.stdout:read("a"))
+      assert.same({ code = 3 }, pr:wait())
+      -- waiting again gives the same status
+      assert.same({ code = 3 }, pr:wait())
+      pr:close()
+    end)
+  end)
+
+  it("reports a child killed by a signal in the signal field", function()
+    run(function()
+      local pr = assert(corio.process({ "sh", "-c", "kill -KILL $$" }))
+      assert.same({ signal = "SIGKILL" }, pr:wait())
+      pr:close()
+    end)
+  end)
+
+  it("returns nil, timeout from wait and leaves the child running until killed", function()
+    run(function()
+      local pr = assert(corio.process({ "sleep", "10" }))
+      local r, err = pr:wait({ timeout = 0.1 })
+      assert.is_nil(r)
+      assert.equal("timeout", err.kind)
+      assert.is_true(alive(pr.pid))
+      assert.is_true(pr:kill())
+      assert.same({ signal = "SIGTERM" }, pr:wait())
+      assert.is_true(gone(pr.pid))
+      pr:close()
+    end)
+  end)
+
+  it("sends the named signal with kill, and ESRCH once the child has exited", function()
+    run(function()
+      local pr = assert(corio.process({ "sleep", "10" }))
+      assert.is_true(pr:kill("SIGINT"))
+      assert.same({ signal = "SIGINT" }, pr:wait())
+      local ok, err = pr:kill("SIGKILL")
+      assert.is_nil(ok)
+      assert.equal("ESRCH", err.code)
+      assert.has_error(function() pr:kill("SIGNOPE") end)
+      pr:close()
+    end)
+  end)
+
+  it("leaves the child running when a task waiting on it is cancelled", function()
+    run(function()
+      local pr = assert(corio.process({ "sleep", "10" }, { stdin = "null" }))
+      local t = corio.spawn(function() return pr:wait() end)
+      corio.sleep(0.1)
+      assert.equal("process", corio.tasks()[2].waiting_on)
+      t:cancel()
+      local ok, err = t:wait()
+      assert.is_false(ok)
+      assert.is_true(corio.is_cancelled(err))
+      corio.sleep(0.05)
+      assert.is_true(alive(pr.pid))
+      -- a later wait still works, and sees the exit
+      local w = corio.spawn(function() return pr:wait() end)
+      corio.sleep(0.05)
+      assert.is_true(pr:kill("SIGKILL"))
+      local wok, r = w:wait()
+      assert.is_true(wok)
+      assert.same({ signal = "SIGKILL" }, r)
+      pr:close()
+    end)
+  end)
+
+  it("kills and reaps a running child on close, and closes its pipes", function()
+    run(function()
+      local pr = assert(corio.process({ "sleep", "10" }))
+      local reader = corio.spawn(function() return pr.stdout:read("l") end)
+      corio.sleep(0.05)
+      pr:close()
+      pr:close() -- idempotent
+      local _, r, err = reader:wait()
+      assert.is_nil(r)
+      assert.equal("closed", err.kind)
+      assert.is_true(pr.stdout:closed())
+      assert.is_true(pr.stdin:closed())
+      assert.is_true(gone(pr.pid))
+      assert.same({ signal = "SIGTERM" }, pr:wait())
+    end)
+  end)
+
+  it("sends SIGKILL after kill_grace to a closed child that ignores SIGTERM", function()
+    run(function()
+      local pr = assert(corio.process({ "sh", "-c", "trap '' TERM; echo ready; exec sleep 10" },
+        { kill_grace = 0.3 }))
+      assert.equal("ready", pr.stdout:read("l")) -- the trap is set
+      local t0 = corio.now()
+      pr:close()
+      assert.same({ signal = "SIGKILL" }, pr:wait())
+      assert.is_true(corio.now() - t0 >= 0.25)
+      assert.is_false(alive(pr.pid))
+    end)
+  end)
+
+  it("terminates and reaps a child whose process object is collected unclosed", function()
+    local pid
+    run(function()
+      local function start()
+        local pr = assert(corio.process({ "sleep", "10" }))
+        return pr.pid
+      end
+      pid = start()
+      collectgarbage()
+      collectgarbage()
+      assert.is_true(gone(pid))
+    end)
+    assert.is_false(alive(pid))
+  end)
+
+  it("kills and reaps a child still running when run returns, and closes its pipes", function()
+    local pr
+    run(function()
+      pr = assert(corio.process({ "sh", "-c", "trap '' TERM; exec sleep 10" }))
+    end) -- H.run asserts no handle is left open
+    assert.is_false(alive(pr.pid))
+    assert.is_true(pr.stdout:closed())
+  end)
+
+  it("kills and reaps the child of a process object when the Lua state closes", function()
+    assert_orphan_reaped("process_orphan.lua")
+  end)
+
+  it("returns nil and ENOENT for a command that does not exist", function()
+    run(function()
+      assert_cannot_start(corio.process)
+    end)
+  end)
+
+  it("connects stdin to /dev/null and stdout to this process's with null and inherit", function()
+    run(function()
+      -- fd 4 is the child's stdout, kept before stdout goes to stderr
+      local ours = corio.exec({ "readlink", "/proc/" .. corio.getpid() .. "/fd/1" }).stdout
+      local pr = assert(corio.process({ "sh", "-c", "exec readlink /proc/self/fd/0 /proc/self/fd/4 4>&1 >&2" },
+        { stdin = "null", stdout = "inherit", env = { PATH = os.getenv("PATH") }, cwd = "/" }))
+      assert.is_nil(pr.stdin)
+      assert.is_nil(pr.stdout)
+      assert.equal("/dev/null\n" .. ours, pr.stderr:read("a"))
+      assert.same({ code = 0 }, pr:wait())
+      pr:close()
+    end)
+  end)
+
+  it("raises on bad arguments", function()
+    run(function()
+      local function err_of(...) return raised(function(...) return corio.process(...) end, ...) end
+      assert.matches("argv must name a command", err_of({}))
+      assert.matches("bad option 'stdout'", err_of({ "true" }, { stdout = "file" }))
+      assert.matches("bad option 'timeout'", err_of({ "true" }, { timeout = 1 }))
+      assert.matches("kill_grace", err_of({ "true" }, { kill_grace = -1 }))
+      assert.matches("env", err_of({ "true" }, { env = { 1 } }))
+    end)
+    assert.has_error(function() corio.process({ "true" }) end)
   end)
 end)

@@ -808,6 +808,51 @@ function File:close(opts) end
 ---@return corio.Error? err
 function corio.exec(argv, opts) end
 
+---Options of `corio.process`.
+---@class corio.ProcessOptions
+---@field env? table<string, string> replaces the environment (default: inherited)
+---@field cwd? string the child's working directory
+---@field stdin? "pipe"|"null"|"inherit" default "pipe": a stream in `pr.stdin`
+---@field stdout? "pipe"|"null"|"inherit" default "pipe": a stream in `pr.stdout`
+---@field stderr? "pipe"|"null"|"inherit" default "pipe": a stream in `pr.stderr`
+---@field kill_grace? number seconds between SIGTERM and SIGKILL on close, collection (default 2)
+
+---How a child ended: `code`, or `signal` when a signal killed it.
+---@class corio.ProcessStatus
+---@field code? integer the exit status (nil when a signal killed the child)
+---@field signal? string the signal that killed it ("SIGTERM", ...)
+
+---A running child with its pipes as streams (`corio.process`).
+---@class corio.Process
+---@field pid integer
+---@field stdin? corio.Stream write-only; nil unless stdin = "pipe"
+---@field stdout? corio.Stream nil unless stdout = "pipe"
+---@field stderr? corio.Stream nil unless stderr = "pipe"
+local Process = {}
+
+---Waits for the child to exit. A timeout or cancellation leaves it running.
+---@async
+---@param opts? corio.IOOptions
+---@return corio.ProcessStatus? status
+---@return corio.Error? err
+function Process:wait(opts) end
+
+---Sends a signal (default "SIGTERM"); `nil, err` ("ESRCH") once the child exited.
+---@param sig? string
+---@return true? ok
+---@return corio.Error? err
+function Process:kill(sig) end
+
+---Closes the pipes; a child still running gets SIGTERM, then SIGKILL after kill_grace, and is reaped.
+function Process:close() end
+
+---Starts `argv` without a shell (argv[1] looked up in PATH) with its stdio as streams.
+---@param argv string[]
+---@param opts? corio.ProcessOptions
+---@return corio.Process? process
+---@return corio.Error? err
+function corio.process(argv, opts) end
+
 ---This process's id.
 ---@return integer
 function corio.getpid() end
