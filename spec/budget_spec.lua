@@ -6,23 +6,9 @@
 local corio = require "corio"
 local H = require "helper"
 
--- Runs fn as main of a fresh virtual-clock runtime with opts; checks that
--- nothing is left alive or armed. Returns fn's results.
-local function run(opts, fn)
-  local o = { clock = "virtual" }
-  for k, v in pairs(opts) do o[k] = v end
-  local rt = corio.runtime(o)
-  local r = H.pack(pcall(rt.run, rt, fn, rt))
-  local st = rt:stats()
-  assert(st.alive == 0, "tasks left alive after run: " .. st.alive)
-  assert(st.timers == 0, "timers left armed after run: " .. st.timers)
-  if not r[1] then
-    local e = r[2]
-    if corio.is_error(e, "task") and e.value ~= nil then error(e.value, 0) end
-    error(e, 0)
-  end
-  return H.unpack(r, 2, r.n)
-end
+-- fn runs as main of a fresh virtual-clock runtime with opts (H.finish
+-- checks that nothing is left behind); returns fn's results.
+local run = H.run_plain
 
 local function find(name)
   for _, info in ipairs(corio.tasks()) do

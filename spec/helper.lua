@@ -70,6 +70,13 @@ function H.run(fn, opts, ...)
   local r = pack(pcall(rt.run, rt, watched(hook, fn), ...))
   corio.spawn, scope_methods.spawn = orig_spawn, orig_scope_spawn
   debug.sethook()
+  return H.finish(rt, r)
+end
+
+--- After rt:run: asserts that nothing is left alive, armed, open or
+-- taken, then returns the run's results from r (pcall's packed results)
+-- or re-raises its error.
+function H.finish(rt, r)
   local st = rt:stats()
   assert(st.alive == 0, "tasks left alive after run: " .. st.alive)
   assert(st.timers == 0, "timers left armed after run: " .. st.timers)
@@ -83,6 +90,18 @@ function H.run(fn, opts, ...)
     error(e, 0)
   end
   return H.unpack(r, 2, r.n)
+end
+
+--- H.run without the watchdog's spawn wrappers, for specs about where
+-- tasks were spawned or that spawn past max_tasks: fn(rt) runs in a new
+-- runtime (virtual clock unless opts.clock says otherwise), after
+-- setup(rt) if given; then H.finish.
+function H.run_plain(opts, fn, setup)
+  local o = { clock = "virtual" }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local rt = corio.runtime(o)
+  if setup then setup(rt) end
+  return H.finish(rt, pack(pcall(rt.run, rt, fn, rt)))
 end
 
 --- Runs fn and returns the error it raised (fails if it did not raise).

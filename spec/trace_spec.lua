@@ -9,22 +9,7 @@ local H = require "helper"
 
 -- Runs fn as main of a fresh virtual-clock runtime with opts (setup(rt)
 -- first, if given); checks that nothing is left alive or armed.
-local function run(opts, fn, setup)
-  local o = { clock = "virtual" }
-  for k, v in pairs(opts) do o[k] = v end
-  local rt = corio.runtime(o)
-  if setup then setup(rt) end
-  local r = H.pack(pcall(rt.run, rt, fn, rt))
-  local st = rt:stats()
-  assert(st.alive == 0, "tasks left alive after run: " .. st.alive)
-  assert(st.timers == 0, "timers left armed after run: " .. st.timers)
-  if not r[1] then
-    local e = r[2]
-    if corio.is_error(e, "task") and e.value ~= nil then error(e.value, 0) end
-    error(e, 0)
-  end
-  return H.unpack(r, 2, r.n)
-end
+local run = H.run_plain
 
 -- "spec/trace_spec.lua:N" of the line after the caller's
 local function next_site()
