@@ -204,6 +204,7 @@ struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
   lua_Integer next_id;
   corio_yieldable_fn vm_isyieldable; /* see compat.h */
+  int pool_code_id;       /* last id given to a pool function (pool.c) */
   /* class name (the literal's address) -> its metatable, so that checking
      a userdata's type is a pointer compare, not a registry string lookup */
   struct { const char *name; const void *mt; } mtc[CORIO_MT_CACHE];

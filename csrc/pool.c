@@ -141,11 +141,11 @@ static void code_new(lua_State *L, int codes) {
   luaL_setmetatable(L, CODE_MT);
   if (!(c = (corio_pool_code *)malloc(sizeof *c + n)))
     luaL_error(L, "blocking: out of memory");
-  lua_getfield(L, codes, "id");
-  id = (int)lua_tointeger(L, -1) + 1;
-  lua_pop(L, 1);
-  lua_pushinteger(L, id);
-  lua_setfield(L, codes, "id");
+  /* ids come from the per-state context, never from the codes table:
+     that table is dropped when it grows past CODES_MAX, and an id used
+     again would make a worker run the function its cache holds for it */
+  id = ++corio_ctx_get(L)->pool_code_id;
+  (void)codes;
   c->refs = 1;
   c->id = id;
   c->n = n;

@@ -302,8 +302,12 @@ static int lscope_exit(lua_State *L) {
 static int lnursery_wait(lua_State *L) {
   corio_scope *s = check_scope(L, 1);
   corio_task *t = corio_await_begin_nocancel(L, "scope");
+  /* a body unwound by a cancellation of s, or of a scope around it (then
+     every child is being cancelled too, and the exit's checkpoint raises
+     it), is no failure: recording it would cancel the whole subtree again
+     at every level of a deep tree */
   if (!lua_toboolean(L, 2) &&
-      !(s->cancelled && corio_is_error(L, 3, "cancelled"))) {
+      !((s->cancelled || s->inherited) && corio_is_error(L, 3, "cancelled"))) {
     lua_pushvalue(L, 3);
     aux_record(L, s);
     corio_scope_cancel(s);

@@ -462,3 +462,58 @@ describe("corio.stream", function()
     end)
   end)
 end)
+
+describe("corio.stream (review regressions)", function()
+  it("works under a task budget smaller than its concurrency plus the caller", function()
+    local got = H.run_plain({ max_tasks = 3 }, function()
+      local i = 0
+      local function iter() i = i + 1 if i <= 5 then return i end end
+      local step = corio.stream(iter, function(x) corio.sleep(x) return x * 10 end,
+        { concurrency = 3 })
+      local out = {}
+      while true do
+        local r = step()
+        if r == nil then break end
+        out[#out + 1] = r
+      end
+      table.sort(out)
+      return table.concat(out, ",")
+    end)
+    assert.equal("10,20,30,40,50", got)
+  end)
+
+  it("has cancelled and finished its workers when a timeout around the loop returns", function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
+      local cleaned = 0
+      local i = 0
+      local function iter() i = i + 1 return i end
+      local ok, err = pcall(corio.timeout, 1, function()
+        local step = corio.stream(iter, function(x)
+          local ok2, e = pcall(corio.sleep, 10)
+          cleaned = cleaned + 1
+          if not ok2 then error(e, 0) end
+          return x
+        end, { concurrency = 4 })
+        step()
+      end)
+      assert.is_false(ok)
+      assert.is_true(corio.is_timeout(err))
+      assert.equal(4, cleaned) -- every worker's cleanup ran before timeout returned
+      assert.equal(1, corio.stats().alive) -- main only
+    end)
+  end)
+
+  it("raises when fn returns nil instead of ending the loop silently", function()
+    if not H.need_pcall_yield(pending) then return end
+    H.run(function()
+      local i = 0
+      local function iter() i = i + 1 if i <= 3 then return i end end
+      local step = corio.stream(iter, function() return nil end, { concurrency = 2 })
+      local ok, err = pcall(step)
+      assert.is_false(ok)
+      assert.matches("returned nil", tostring(err))
+      assert.equal(1, corio.stats().alive)
+    end)
+  end)
+end)

@@ -455,3 +455,19 @@ describe("pool teardown", function()
     end)
   end
 end)
+
+describe("corio.blocking's function cache", function()
+  it("always runs the function passed, past the loop side's cache bound (ids are never reused)", function()
+    local wrong = H.run(function()
+      local p = corio.pool({ workers = 1 })
+      local bad = 0
+      for _ = 1, 2500 do -- 5000 new closures: past the 4096 bound
+        if p:run(function() return "A" end) ~= "A" then bad = bad + 1 end
+        if p:run(function() return "B" end) ~= "B" then bad = bad + 1 end
+      end
+      p:close()
+      return bad
+    end, { clock = "real" })
+    assert.equal(0, wrong)
+  end)
+end)

@@ -390,7 +390,7 @@ describe("cancelling scopes nested through tasks (deep_nesting)", function()
   -- levels), and must take time linear in it (it was quadratic: 20k levels
   -- took 5 to 9 s). The CPU bound covers the cancellation and the unwinding
   -- (for the timeout, building the levels too).
-  local function run_nested(n, mode)
+  local function run_nested(n, mode, sleeping)
     local wrapper = os.tmpname()
     local f = assert(io.open(wrapper, "w"))
     f:write("#!/bin/sh\nulimit -s 256 || exit 99\nexec ", ("'%s'"):format(proc.interpreter()), ' "$@"\n')
@@ -398,15 +398,15 @@ describe("cancelling scopes nested through tasks (deep_nesting)", function()
     assert(os.execute("chmod +x " .. wrapper))
     local interpreter = proc.interpreter
     proc.interpreter = function() return wrapper end
-    local ok, r = pcall(proc.run, "review_nesting.lua", tostring(n), mode)
+    local ok, r = pcall(proc.run, "review_nesting.lua", tostring(n), mode, sleeping)
     proc.interpreter = interpreter
     os.remove(wrapper)
     assert(ok, r)
     return r
   end
 
-  local function check(n, mode, expect, max_cpu)
-    local r = run_nested(n, mode)
+  local function check(n, mode, expect, max_cpu, sleeping)
+    local r = run_nested(n, mode, sleeping)
     assert_clean_child(r)
     local all = r.stdout .. r.stderr
     assert.is_true(find(r.stdout, expect), all)
@@ -426,5 +426,17 @@ describe("cancelling scopes nested through tasks (deep_nesting)", function()
 
   it("100000 levels: a timeout around the outermost level raises promptly (deep_nesting)", function()
     check(100000, "timeout", "timeout: raised", 5)
+  end)
+
+  -- Each level's body parked in a wait of its own: the cancellation
+  -- reaching a body from outside must not count as a failure of its scope
+  -- (that cancelled the whole subtree again at every level: 20000 levels
+  -- took about 2 minutes).
+  it("20000 levels whose bodies wait too: cancelling the outermost task is linear (deep_nesting)", function()
+    check(20000, "cancel", "outer: cancelled", 5, "sleeping")
+  end)
+
+  it("20000 levels whose bodies wait too: a timeout around them is linear (deep_nesting)", function()
+    check(20000, "timeout", "timeout: raised", 5, "sleeping")
   end)
 end)

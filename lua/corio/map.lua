@@ -113,7 +113,8 @@ function M.install(corio, ypcall)
   -- fn(item) for every value iter() returns (until nil), at most
   -- opts.concurrency (10) at once, pulling inputs only as workers free up,
   -- and gives back each result with its input as calls complete. fn must
-  -- return a non-nil value (nil would end the loop). The first error
+  -- return a non-nil value (nil is an error: it would end the loop). The
+  -- first error
   -- cancels the other calls and is raised from the loop once they have
   -- finished. Breaking out early: on Lua 5.4 the loop's closing value
   -- (the fourth value returned) cancels the workers; elsewhere call it
@@ -131,7 +132,7 @@ function M.install(corio, ypcall)
     end
     local c = check("stream", fn, opts)
     local out = channel(c)
-    local workers, live, done, exhausted = {}, c, false, false
+    local done, exhausted = false, false
     local function worker()
       while not exhausted do
         -- an iterator that raises ends the stream with its error, like
@@ -140,31 +141,45 @@ function M.install(corio, ypcall)
         if not got[1] then
           exhausted = true
           out:send(got)
-          break
+          return
         end
         local item = got[2]
         if item == nil then
           exhausted = true
-          break
+          return
         end
         local r = pack(ypcall(fn, item))
         r.item = item
-        out:send(r)
+        if not out:send(r) then return end -- closed: the stream stopped
       end
-      live = live - 1
-      if live == 0 then out:close() end
     end
+    -- one supervisor task owns the workers, in a scope: the consumer never
+    -- waits to spawn them (under max_tasks it could not get a slot while
+    -- the workers it had started wait for it to take their results)
+    local sup = corio.spawn({ name = "stream" }, function()
+      corio.scope(function(s)
+        for _ = 1, c do s:spawn(worker) end
+      end)
+      out:close() -- every input was handled
+    end)
+    -- cancels the workers; returns once their cleanup has run, even in a
+    -- caller that is being cancelled
     local function stop()
       if done then return end
       done = true
-      for i = 1, #workers do workers[i]:cancel() end
-      for i = 1, #workers do workers[i]:wait() end
+      sup:cancel()
       out:close()
+      corio.shield(function() sup:wait() end)
     end
-    for i = 1, c do workers[i] = corio.spawn({ name = "stream" }, worker) end
     local function step()
       if done then return nil end
-      local r = out:recv()
+      -- the caller cancelled while it waits abandons the stream: stop it
+      -- (its workers' cleanup runs) before the cancellation goes on
+      local got, r = ypcall(out.recv, out)
+      if not got then
+        stop()
+        error(r, 0)
+      end
       if r == nil then -- closed and drained: every input was handled
         done = true
         return nil
@@ -172,6 +187,11 @@ function M.install(corio, ypcall)
       if not r[1] then
         stop()
         error(r[2], 0)
+      end
+      if r[2] == nil then -- it would end the caller's loop: say why
+        stop()
+        error(("stream: fn returned nil for item %s (it must return a "
+          .. "value)"):format(tostring(r.item)), 2)
       end
       return r[2], r.item
     end

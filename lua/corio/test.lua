@@ -86,8 +86,10 @@ return function(body, opts)
     -- LuaJIT runs no count hook inside compiled code: without the JIT, a
     -- spinning task still meets the CPU watchdog
     local jit = rawget(_G, "jit")
+    local jit_on = jit and jit.status()
     if jit then jit.off() jit.flush() end
-    local leaked, timed_out
+    local saved_hook = pack(debug.gethook()) -- luacov's, say: put back
+    local leaked, timed_out, deadlocked
     local args = pack(...)
     local r = pack(pcall(rt.run, rt, watched(hook, function()
       -- the deadline: a watchdog task, so the dump shows what the body
@@ -96,6 +98,10 @@ return function(body, opts)
       local watchdog = orig_spawn({ name = "corio.test deadline" }, function()
         corio.sleep(limit)
         dump = dump or corio.dump()
+        -- nothing else could ever happen: a deadlock, not a slow body
+        local st = corio.stats()
+        deadlocked = st.timers == 0 and st.ready == 0 and st.handles == 0
+          and st.io_inflight == 0 and (st.workers_busy or 0) == 0
         timed_out = true
         main:cancel()
       end)
@@ -108,10 +114,15 @@ return function(body, opts)
       return unpack(res, 2, res.n)
     end)))
     corio.spawn, scope_methods.spawn = orig_spawn, orig_scope_spawn
-    debug.sethook()
-    if jit then jit.on() end
+    if saved_hook[1] then debug.sethook(unpack(saved_hook, 1, saved_hook.n))
+    else debug.sethook() end
+    if jit_on then jit.on() end
     if not r[1] then
       local e = r[2]
+      if deadlocked then
+        fail("corio.test: deadlock: every task is waiting and nothing can "
+          .. "wake them", dump)
+      end
       if timed_out then
         fail(("corio.test: the body ran past its deadline of %g s"):format(
           limit), dump)
