@@ -503,32 +503,44 @@ static int lfile_seek(lua_State *L) {
 
 /* -------------------------------------------------------------- close */
 
-/* f:close([{timeout}]) -> true | nil, err. Idempotent. */
+/* f:close([opts]) -> true. Idempotent, and it never waits: not for an
+   I/O budget slot (a server whose idle connections hold every slot must
+   still close its files), nor for another task's request in flight. The
+   file reads as closed at once; its descriptor is closed by an
+   asynchronous request, or by the request in flight when it completes,
+   whose waiter gets nil, err "closed" now. */
 static int lfile_close(lua_State *L) {
   file_box *b = (file_box *)corio_checkudata(L, 1, FILE_MT);
   fs_file *f = b->f;
-  double timeout;
-  corio_task *t;
-  int r, ret = 0;
+  corio_task *w;
   if (!f || !f->rt || f->fd < 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  timeout = corio_io_timeout(L, 2, "close", NULL);
+  corio_io_timeout(L, 2, "close", NULL); /* options are checked all the same */
   check_file(L, "close");
-  if (!(t = file_begin(L, f, "close", lfile_close, timeout, &ret)))
-    return ret;
-  if (!corio_io_take(t->rt)) {
-    lua_settop(L, 2);
-    return corio_io_wait_slot(L, t, lfile_close, timeout);
-  }
+  w = f->t;
   file_detach(f); /* from here on the file reads as closed */
-  r = uv_fs_close(&t->rt->loop, &f->req, f->fd, file_on_done);
-  if (r) {
-    close(f->fd);
+  if (f->op == F_NONE) {
+    uv_file fd = f->fd;
     f->fd = -1;
+    f->refs++; /* the close request's */
+    if (uv_fs_close(&corio_ctx_get(L)->rt->loop, &f->req, fd,
+                    file_on_closed) != 0) {
+      close(fd);
+      f->refs--;
+    }
+  } else if (w) {
+    lua_State *co = corio_wake_stack(w, 2);
+    f->t = NULL; /* the request's outcome goes to nobody */
+    uv_cancel((uv_req_t *)&f->req);
+    lua_pushnil(co);
+    corio_error_push(co, "closed", NULL, "fs: the file was closed");
+    w->wait.abort = NULL;
+    corio_wake(w, 2);
   }
-  return file_park(L, f, t, F_CLOSE, W_RESULT, r, timeout, lfile_close);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* __gc and __close: never wait, no Lua. The descriptor is closed by an

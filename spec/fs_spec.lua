@@ -392,3 +392,49 @@ describe("corio.fs.open", function()
     rmrf(d)
   end)
 end)
+
+describe("corio.File:close (review regressions)", function()
+  it("closes at once while every I/O budget slot is held by other waits", function()
+    with_dir(function(d)
+      local f = assert(corio.fs.open(d .. "/x", "w"))
+      local ev = corio.event()
+      -- the only slot, held by a task parked on a pipe that never speaks
+      local holder = corio.spawn(function()
+        local r = corio.exec({ "sh", "-c", "sleep 5" }, { timeout = 10 })
+        return r
+      end)
+      corio.sleep(0.05)
+      local t0 = corio.now()
+      assert.is_true(f:close())
+      assert.is_true(corio.now() - t0 < 0.5)
+      assert.equal("corio.File (closed)", tostring(f))
+      holder:cancel()
+      holder:wait()
+      ev:set()
+    end, { clock = "real", max_io = 1 })
+  end)
+
+  it("wins over another task's read in flight: that read gets nil, err closed", function()
+    with_dir(function(d)
+      local path = d .. "/big"
+      assert(corio.fs.write(path, string.rep("x", 1048576)))
+      local f = assert(corio.fs.open(path, "r"))
+      local reader = corio.spawn(function() return f:read("a") end)
+      corio.yield() -- the reader's request is in flight
+      assert.is_true(f:close())
+      local ok, v, err = reader:wait()
+      if not ok then -- its next chunk's call found the file closed: raised
+        assert.matches("file is closed", tostring(v))
+      elseif v == nil then -- it was waiting on its request: nil, closed
+        assert.equal("closed", err.kind)
+      end -- else it had read everything before the close
+      assert.is_true(f:close()) -- idempotent
+      -- the abandoned request gives its budget slot back when it is done
+      for _ = 1, 200 do
+        if corio.stats().io_inflight == 0 then break end
+        corio.sleep(0.01)
+      end
+      assert.equal(0, corio.stats().io_inflight)
+    end)
+  end)
+end)
