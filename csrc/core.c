@@ -112,16 +112,28 @@ void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await) {
   lua_pop(L, 1);
 }
 
-void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                 const luaL_Reg *await_methods, const luaL_Reg *meta) {
+static void aux_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      const luaL_Reg *awaits, int await,
+                      const luaL_Reg *meta) {
   luaL_newmetatable(L, name);
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
   lua_newtable(L);
   corio_setfuncs(L, methods, 0);
-  corio_setfuncs(L, await_methods, 1);
+  corio_setfuncs(L, awaits, await);
   lua_setfield(L, -2, "__index");
   corio_setfuncs(L, meta, 0);
+}
+
+void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                 const luaL_Reg *await_methods, const luaL_Reg *meta) {
+  aux_class(L, name, methods, await_methods, 1, meta);
+}
+
+void corio_class_retry(lua_State *L, const char *name,
+                       const luaL_Reg *methods, const luaL_Reg *retry_methods,
+                       const luaL_Reg *meta) {
+  aux_class(L, name, methods, retry_methods, 2, meta);
 }
 
 /* ---------------------------------------------------------- error type */

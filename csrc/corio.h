@@ -228,6 +228,11 @@ void corio_setfuncs(lua_State *L, const luaL_Reg *l, int await);
    stack. Any of the lists may be NULL. */
 void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
                  const luaL_Reg *await_methods, const luaL_Reg *meta);
+/* The same for a class whose waiting methods may start over after a
+   budget wait (corio_await_retry): they are registered with await=2. */
+void corio_class_retry(lua_State *L, const char *name,
+                       const luaL_Reg *methods, const luaL_Reg *retry_methods,
+                       const luaL_Reg *meta);
 
 /* luaL_checkudata with a fast path; the error on a mismatch is the same.
    Only for functions registered with corio_setfuncs (ctx upvalue). */

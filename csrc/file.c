@@ -582,9 +582,8 @@ static const luaL_Reg file_meta[] = {{"__gc", lfile_gc},
 static const luaL_Reg open_funcs[] = {{"open", lfs_open}, {NULL, NULL}};
 
 void corio_open_file(lua_State *L) {
-  corio_class(L, FILE_MT, NULL, NULL, file_meta);
+  corio_class_retry(L, FILE_MT, NULL, file_retry, file_meta);
   lua_getfield(L, -1, "__index");
-  corio_setfuncs(L, file_retry, 2);
   lua_setfield(L, -3, "_File_methods"); /* the Lua layer adds lines() */
   lua_pop(L, 1);
   lua_getfield(L, -1, "fs");

@@ -755,9 +755,9 @@ static const luaL_Reg process_meta[] = {{"__gc", lprocess_gc},
 /* corio_class's __index table stays the method table; __index becomes a
    function that serves the fields first. */
 static void process_open_class(lua_State *L) {
-  corio_class(L, PROCESS_MT, process_methods, NULL, process_meta);
+  corio_class_retry(L, PROCESS_MT, process_methods, process_retry,
+                    process_meta);
   lua_getfield(L, -1, "__index");
-  corio_setfuncs(L, process_retry, 2);
   lua_pushcclosure(L, lprocess_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);

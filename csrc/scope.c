@@ -432,10 +432,8 @@ static const luaL_Reg scope_retry[] = {{"spawn", lscope_spawn},
                                        {NULL, NULL}};
 
 void corio_open_scope(lua_State *L) {
-  corio_class(L, SCOPE_MT, scope_methods, NULL, scope_meta);
-  lua_getfield(L, -1, "__index");
-  corio_setfuncs(L, scope_retry, 2);
-  lua_pop(L, 2);
+  corio_class_retry(L, SCOPE_MT, scope_methods, scope_retry, scope_meta);
+  lua_pop(L, 1);
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
 }

@@ -738,8 +738,6 @@ static const luaL_Reg meta[] = {{"__gc", lstream_gc},
                                 {NULL, NULL}};
 
 void corio_open_stream(lua_State *L) {
-  corio_class(L, STREAM_MT, methods, NULL, meta);
-  lua_getfield(L, -1, "__index");
-  corio_setfuncs(L, retry_methods, 2);
-  lua_pop(L, 2);
+  corio_class_retry(L, STREAM_MT, methods, retry_methods, meta);
+  lua_pop(L, 1);
 }

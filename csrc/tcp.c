@@ -620,10 +620,9 @@ void corio_open_tcp(lua_State *L) {
   lua_getfield(L, -1, "__index");
   corio_setfuncs(L, stream_methods, 0);
   lua_pop(L, 2);
-  corio_class(L, LISTENER_MT, listener_methods, NULL, listener_meta);
-  lua_getfield(L, -1, "__index");
-  corio_setfuncs(L, listener_retry, 2);
-  lua_pop(L, 2);
+  corio_class_retry(L, LISTENER_MT, listener_methods, listener_retry,
+                    listener_meta);
+  lua_pop(L, 1);
   corio_setfuncs(L, retry_funcs, 2);
   corio_setfuncs(L, funcs, 0);
 }

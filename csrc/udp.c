@@ -353,9 +353,7 @@ static const luaL_Reg meta[] = {{"__gc", ludp_gc},
 static const luaL_Reg funcs[] = {{"_udp_bind", ludp_bind}, {NULL, NULL}};
 
 void corio_open_udp(lua_State *L) {
-  corio_class(L, UDP_MT, methods, NULL, meta);
-  lua_getfield(L, -1, "__index");
-  corio_setfuncs(L, retry_methods, 2);
-  lua_pop(L, 2);
+  corio_class_retry(L, UDP_MT, methods, retry_methods, meta);
+  lua_pop(L, 1);
   corio_setfuncs(L, funcs, 0);
 }
