@@ -191,12 +191,11 @@ int corio_io_waiting(corio_rt *rt) { return corio_budget_waiting(&rt->io); }
 
 /* ------------------------------------------------------------- handles */
 
-/* Handles of the runtime itself (its clock, data == rt) and the pools'
-   wake-ups (the only uv_async handles; pools live as long as the runtime
-   or until closed) are not counted: what is left belongs to I/O
-   objects. */
+/* Handles of the runtime itself (its clock, its pools' wake-ups, the
+   dump_on watcher: data == rt) are not counted: what is left belongs to
+   I/O objects. */
 static void aux_count_handle(uv_handle_t *h, void *arg) {
-  if (h->data == h->loop->data || h->type == UV_ASYNC) return;
+  if (h->data == h->loop->data) return;
   if (!uv_is_closing(h)) (*(int *)arg)++;
 }
 

@@ -323,7 +323,7 @@ static void pool_fill(corio_pool *p, corio_pool_job *j) {
 }
 
 static void pool_on_closed(uv_handle_t *h) {
-  free(h->data);
+  free(corio_container(h, corio_pool, async));
 }
 
 /* Frees p once every worker has exited (joined here: a job stuck in a C
@@ -359,7 +359,6 @@ static void pool_free(corio_pool *p) {
   corio_list_remove(&p->link);
   if (p->box) p->box->p = NULL;
   if (p->rt && p->rt->pool == p) p->rt->pool = NULL;
-  p->async.data = p;
   uv_close((uv_handle_t *)&p->async, pool_on_closed);
 }
 
@@ -485,7 +484,7 @@ static void job_finish(corio_pool *p, corio_pool_job *j) {
 }
 
 static void pool_on_async(uv_async_t *h) {
-  corio_pool *p = (corio_pool *)h->data;
+  corio_pool *p = corio_container(h, corio_pool, async);
   corio_pool_job *done;
   int gone;
   uv_mutex_lock(&p->mu);
@@ -532,7 +531,7 @@ static corio_pool *pool_new(lua_State *L, corio_rt *rt, int workers,
     luaL_error(L, "pool: cannot create the pool's wake-up handle");
   }
   uv_unref((uv_handle_t *)&p->async);
-  p->async.data = p;
+  p->async.data = rt; /* the runtime's own handle: not an I/O object's */
   p->cap = queue;
   p->nworkers = workers;
   p->rt = rt;
