@@ -6,6 +6,7 @@
  */
 #include "corio.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <string.h>
 #if LUA_VERSION_NUM < 503 && !defined(LUAJIT_VERSION_NUM)
@@ -291,6 +292,26 @@ double corio_opt_number(lua_State *L, int idx, const char *key, double def,
                       key, fname, luaL_typename(L, -1));
   v = lua_tonumber(L, -1);
   lua_pop(L, 1);
+  return v;
+}
+
+/* writes v as a reader expects a bound: 0, 1, 64, 1e6, 1e15 */
+static void aux_bound(char *buf, size_t n, double v) {
+  double e = floor(log10(v > 0 ? v : 1));
+  if (v >= 1e6 && pow(10, e) == v) snprintf(buf, n, "1e%d", (int)e);
+  else snprintf(buf, n, "%.15g", v);
+}
+
+double corio_opt_range(lua_State *L, int idx, const char *key, double def,
+                       double lo, double hi, const char *fname) {
+  double v = corio_opt_number(L, idx, key, def, fname);
+  if (v != v || v < lo || v > hi) {
+    char a[32], b[32];
+    aux_bound(a, sizeof a, lo);
+    aux_bound(b, sizeof b, hi);
+    luaL_error(L, "bad option '%s' to '%s' (number from %s to %s expected)",
+               key, fname, a, b);
+  }
   return v;
 }
 

@@ -254,6 +254,9 @@ int corio_opt_present(lua_State *L, int idx, const char *fname,
                       const char *const allowed[]);
 double corio_opt_number(lua_State *L, int idx, const char *key, double def,
                         const char *fname);
+/* A number option that must lie in [lo, hi] (def when absent). */
+double corio_opt_range(lua_State *L, int idx, const char *key, double def,
+                       double lo, double hi, const char *fname);
 const char *corio_opt_string(lua_State *L, int idx, const char *key,
                              const char *def, const char *fname);
 /* The {timeout = s} option of a wait: seconds, or -1 for none. */

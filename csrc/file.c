@@ -256,11 +256,7 @@ static int aux_mode(lua_State *L, const char *m, fs_file *f) {
 }
 
 static size_t aux_size(lua_State *L, int opt, const char *key, double def) {
-  double v = corio_opt_number(L, opt, key, def, "open");
-  if (v != v || v < 1)
-    luaL_error(L, "bad option '%s' to 'open' (positive number expected)",
-               key);
-  return v > 1e15 ? (size_t)1e15 : (size_t)v;
+  return (size_t)corio_opt_range(L, opt, key, def, 1, 1e15, "open");
 }
 
 /* corio.fs.open(path, [mode], [{timeout, max_line, max_read}])

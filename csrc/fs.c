@@ -368,10 +368,7 @@ static int fs_start(lua_State *L, int op, lua_CFunction self) {
   timeout = corio_io_timeout(L, oi, fname, op == FS_READ ? read_opts
                              : op == FS_MKDIR ? mkdir_opts : only_timeout);
   if (op == FS_READ) {
-    max = corio_opt_number(L, oi, "max_read", FS_MAX_READ, fname);
-    if (max != max || max < 0)
-      luaL_error(L, "bad option 'max_read' to '%s' (non-negative number "
-                 "expected)", fname);
+    max = corio_opt_range(L, oi, "max_read", FS_MAX_READ, 0, 1e15, fname);
   }
   if (op == FS_MKDIR && lua_istable(L, oi)) {
     lua_getfield(L, oi, "parents");

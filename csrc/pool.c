@@ -627,11 +627,7 @@ static pool_box *check_pool(lua_State *L) {
 }
 
 static int aux_size(lua_State *L, const char *key, int def) {
-  double v = corio_opt_number(L, 1, key, def, "pool");
-  if (v != v || v < 1 || v > 1e6)
-    luaL_error(L, "bad option '%s' to 'pool' (number from 1 to 1e6 "
-               "expected)", key);
-  return (int)v;
+  return (int)corio_opt_range(L, 1, key, def, 1, 1e6, "pool");
 }
 
 /* corio.pool{workers =, queue =, init =} */

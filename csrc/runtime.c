@@ -441,11 +441,9 @@ static int lrt_run(lua_State *L) {
 
 /* ------------------------------------------------------------ create */
 
-static int aux_positive(lua_State *L, double v, const char *key) {
-  if (v != v || v < 1 || v > 1e6)
-    luaL_error(L, "bad option '%s' to 'runtime' (number from 1 to 1e6 "
-               "expected)", key);
-  return (int)v;
+/* workers, queue, max_io, max_tasks: whole counts from 1 to 1e6 */
+static int aux_count(lua_State *L, int opt, const char *key, double def) {
+  return (int)corio_opt_range(L, opt, key, def, 1, 1e6, "runtime");
 }
 
 /* dump_on = "SIGQUIT": the signal that prints corio.dump() to stderr
@@ -547,20 +545,14 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   rt->virtual_clock = clock[0] == 'v';
   rt->tick_every = rt->tick_left = 1;
   rt->io_timeout = io_timeout;
-  rt->workers = aux_positive(L, corio_opt_number(
-      L, opt, "workers", (double)uv_available_parallelism(), "runtime"),
-      "workers");
-  rt->queue = aux_positive(L, corio_opt_number(L, opt, "queue", 1024,
-                                               "runtime"), "queue");
-  rt->max_io = aux_positive(L, corio_opt_number(L, opt, "max_io", 256,
-                                                "runtime"), "max_io");
+  rt->workers = aux_count(L, opt, "workers",
+                          (double)uv_available_parallelism());
+  rt->queue = aux_count(L, opt, "queue", 1024);
+  rt->max_io = aux_count(L, opt, "max_io", 256);
   corio_budget_init(&rt->io, rt->max_io, "io budget");
   if (opt && lua_istable(L, opt)) {
     lua_getfield(L, opt, "max_tasks");
-    if (!lua_isnil(L, -1))
-      rt->max_tasks = aux_positive(L, corio_opt_number(L, opt, "max_tasks",
-                                                       0, "runtime"),
-                                   "max_tasks");
+    if (!lua_isnil(L, -1)) rt->max_tasks = aux_count(L, opt, "max_tasks", 0);
     lua_pop(L, 1);
     lua_getfield(L, opt, "debug");
     rt->debug = lua_toboolean(L, -1);

@@ -377,11 +377,7 @@ static const char *const read_opts[] = {"timeout", "max_line", "max_read",
                                         NULL};
 
 static size_t aux_limit(lua_State *L, int idx, const char *key, double def) {
-  double v = corio_opt_number(L, idx, key, def, "read");
-  if (v != v || v < 1 || v > 1e15)
-    luaL_error(L, "bad option '%s' to 'read' (positive number expected)",
-               key);
-  return (size_t)v;
+  return (size_t)corio_opt_range(L, idx, key, def, 1, 1e15, "read");
 }
 
 /* Parks the reader until the buffer can serve it (or reading ended). */
