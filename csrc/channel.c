@@ -4,7 +4,8 @@
  *
  * Storage: a ring of `capacity` slots in a Lua table made once at creation
  * (its array part, keys 1..capacity, never rehashed: only those keys are
- * ever written), anchored by a registry reference so that abort hooks,
+ * ever written). It is the channel's user value, where a method reaches
+ * it in one call, and has a registry reference too, so that abort hooks,
  * which have no stack holding the channel, can reach it. A parked sender
  * keeps its value in a registry reference (t->wait.arg) until a receiver
  * takes it or the send ends; luaL_ref recycles its slots, so a steady
@@ -39,6 +40,7 @@
 #define RECV_GOT 1
 
 typedef struct chan {
+  const char *tag;        /* CHAN_MT (corio_checktagged) */
   lua_Integer cap;
   lua_Integer head;       /* ring index of the oldest value */
   lua_Integer count;      /* values in the ring */
@@ -49,7 +51,7 @@ typedef struct chan {
 } chan;
 
 static chan *check_chan(lua_State *L) {
-  return (chan *)corio_checkudata(L, 1, CHAN_MT);
+  return (chan *)corio_checktagged(L, 1, CHAN_MT, sizeof(chan));
 }
 
 static int aux_gone(corio_task *t) { return t->rt == NULL; }
@@ -207,15 +209,18 @@ static int lch_new(lua_State *L) {
   chan *ch;
   luaL_argcheck(L, cap >= 0 && cap <= CHAN_MAX, 1,
                 "capacity must be between 0 and 2^24");
-  ch = (chan *)corio_newudata(L, sizeof *ch, 0);
+  ch = (chan *)corio_newudata(L, sizeof *ch, 1);
   memset(ch, 0, sizeof *ch);
+  ch->tag = CHAN_MT;
   ch->cap = cap;
   ch->buf_ref = LUA_NOREF;
   corio_list_init(&ch->senders);
   corio_list_init(&ch->receivers);
   luaL_setmetatable(L, CHAN_MT);
   lua_createtable(L, (int)cap, 0);
+  lua_pushvalue(L, -1);
   ch->buf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  corio_setuv(L, -2, 1);
   return 1;
 }
 
@@ -224,11 +229,34 @@ static void aux_check_value(lua_State *L) {
                 "nil cannot be sent on a channel");
 }
 
+/* The fast paths: a task's send or recv without options that neither
+   parks nor hands a value to a parked task (the ring has room, or
+   values) is a few stack operations on the ring, the user value of the
+   channel at index 1; the wait machinery is not touched. Cancellation
+   and the right to wait are checked as at any await. */
+static int aux_fast_ok(lua_State *L, chan *ch, int nargs) {
+  corio_task *t;
+  if (lua_gettop(L) != nargs || ch->closed) return 0;
+  t = corio_task_running(L);
+  return t && corio_isyieldable(t->rt->ctx->vm_isyieldable, L) &&
+         !corio_task_cancel_pending(t);
+}
+
 /* ch:send(v, [{timeout = s}]) -> true | nil, err */
 static int lch_send(lua_State *L) {
   chan *ch = check_chan(L);
   double timeout;
   corio_task *t;
+  if (ch->count < ch->cap && corio_list_empty(&ch->receivers) &&
+      !lua_isnil(L, 2) && aux_fast_ok(L, ch, 2)) {
+    lua_Integer i = ch->head + ch->count;
+    corio_getuv(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, 3, (int)(i < ch->cap ? i : i - ch->cap) + 1);
+    ch->count++;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   aux_check_value(L);
   timeout = corio_opt_timeout(L, 3, "send");
   t = corio_await_begin(L, "send");
@@ -255,8 +283,21 @@ static int lch_try_send(lua_State *L) {
 /* ch:recv([{timeout = s}]) -> v | nil, err ("closed" once drained) */
 static int lch_recv(lua_State *L) {
   chan *ch = check_chan(L);
-  double timeout = corio_opt_timeout(L, 2, "recv");
-  corio_task *t = corio_await_begin(L, "recv");
+  double timeout;
+  corio_task *t;
+  if (ch->count > 0 && corio_list_empty(&ch->senders) &&
+      aux_fast_ok(L, ch, 1)) {
+    int slot = (int)ch->head + 1;
+    corio_getuv(L, 1, 1);
+    lua_rawgeti(L, 2, slot);
+    lua_pushnil(L);
+    lua_rawseti(L, 2, slot);
+    ch->head = slot < ch->cap ? slot : 0;
+    ch->count--;
+    return 1;
+  }
+  timeout = corio_opt_timeout(L, 2, "recv");
+  t = corio_await_begin(L, "recv");
   if (ch_take(L, ch)) return 1;
   if (ch->closed) return corio_fail(L, "closed", "channel is closed");
   t->wait.arg = 0;

@@ -16,6 +16,7 @@
 
 const char corio_raise_mark = 0;
 const char corio_retry_mark = 0;
+CORIO_TLS corio_rt *corio_running = NULL;
 
 #define CTX_KEY "corio.ctx"
 #define ERROR_MT "corio.Error"

@@ -218,6 +218,19 @@ extern const char corio_raise_mark;
 extern const char corio_retry_mark;
 
 corio_ctx *corio_ctx_get(lua_State *L);
+
+/* The runtime running on this OS thread (set by rt:run, saved and put
+   back around it), so hot paths find the running task without reading
+   an upvalue: the task is rt->current when its coroutine is L. Initial-
+   exec TLS: a dlopen'd module gets it from glibc's static TLS surplus,
+   and an access is one instruction (the default model calls a function,
+   which measured no better than the upvalue). */
+#if defined(__GNUC__)
+#define CORIO_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define CORIO_TLS
+#endif
+extern CORIO_TLS corio_rt *corio_running;
 /* Registers l into the table on top, each with the ctx as upvalue 1. On Lua
    5.1/LuaJIT, awaiting functions are wrapped so that a raise request turns
    into an error: register every function that may park with await=1, and
@@ -238,6 +251,18 @@ void corio_class_retry(lua_State *L, const char *name,
    Only for functions registered with corio_setfuncs (ctx upvalue). */
 void *corio_checkudata(lua_State *L, int idx, const char *tname);
 void *corio_testudata(lua_State *L, int idx, const char *tname); /* NULL */
+
+/* The hot classes (channel, semaphore) begin their struct with a pointer
+   to their metatable's name literal: checking self costs two API calls
+   and a compare, no metatable lookup. A foreign userdata cannot hold that
+   address by chance; on a mismatch the error is corio_checkudata's. */
+static inline void *corio_checktagged(lua_State *L, int idx,
+                                      const char *tname, size_t size) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == size && *(const char *const *)p == tname)
+    return p;
+  return corio_checkudata(L, idx, tname);
+}
 
 /* The one error type. Pushes a new error table {kind, message, code}. */
 void corio_error_push(lua_State *L, const char *kind, const char *code,
@@ -330,6 +355,15 @@ struct corio_rt {
   lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
 };
 
+/* The task whose coroutine is L, if L is the running task of the runtime
+   running on this thread; NULL otherwise (not in a task, a nested
+   coroutine, another Lua state): then take the slow path. */
+static inline corio_task *corio_task_running(lua_State *L) {
+  corio_rt *rt = corio_running;
+  corio_task *t = rt ? rt->current : NULL;
+  return t && t->co == L ? t : NULL;
+}
+
 /* Queue d (no-op if already queued); see corio_deferred. */
 void corio_rt_defer(corio_rt *rt, corio_deferred *d);
 
@@ -404,6 +438,12 @@ void corio_task_poke_by(corio_task *t, corio_scope *by);
 /* corio_task_cancelled_by at a checkpoint: also fires the deadlines on
    the way that have passed but whose timer has not run yet. */
 corio_scope *corio_task_checkpoint(corio_task *t);
+/* The same, answering at once for a task in no scope (the common case
+   on fast paths): only its own t:cancel() can apply. */
+static inline int corio_task_cancel_pending(corio_task *t) {
+  if (!t->scope && !t->parent) return (t->flags & CORIO_TF_CANCEL) != 0;
+  return corio_task_checkpoint(t) != NULL;
+}
 /* The scope whose cancellation applies to t now, or NULL. A t:cancel() of
    t or of a task it runs inside (through nurseries) is reported as the
    pseudo-scope CORIO_SELF_CANCEL. */

@@ -397,6 +397,7 @@ static void rt_recover(lua_State *L, corio_rt *rt) {
 static int lrt_run(lua_State *L) {
   corio_rt *rt = check_rt(L, 1);
   corio_ctx *ctx = corio_ctx_get(L);
+  corio_rt *outer = corio_running; /* another Lua state's, or NULL */
   corio_task *m;
   int st, n, raise;
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -405,6 +406,7 @@ static int lrt_run(lua_State *L) {
                       "cannot be called inside a task)");
   if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
   ctx->rt = rt;
+  corio_running = rt;
   rt->L = L;
   rt->running = 1;
   rt->reaping = 0;
@@ -419,6 +421,7 @@ static int lrt_run(lua_State *L) {
   /* rt->running stays set while reporting, so on_error cannot re-enter
      run on this runtime; with ctx->rt clear it cannot spawn into it */
   ctx->rt = NULL;
+  corio_running = outer;
   rt->current = NULL;
   if (st == LUA_OK) rt_report_all(L, rt);
   rt_dump_watch(rt, 0);

@@ -128,7 +128,8 @@ void corio_task_poke_by(corio_task *t, corio_scope *by) {
 
 /* ---------------------------------------------------- await protocol */
 
-corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
+/* Why L cannot wait here: raises naming fname. */
+static void aux_cannot_wait(lua_State *L, const char *fname) {
   corio_rt *rt = corio_ctx_get(L)->rt;
   corio_task *t = rt ? rt->current : NULL;
   if (!t)
@@ -137,9 +138,14 @@ corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
   if (t->co != L)
     luaL_error(L, "%s: cannot wait inside a nested coroutine (only the "
                "task's own coroutine can wait)", fname);
-  if (!corio_isyieldable(rt->ctx->vm_isyieldable, L))
-    luaL_error(L, "%s: cannot wait across a C call boundary (pcall on Lua "
-               "5.1, a metamethod, iterator or callback run by C)", fname);
+  luaL_error(L, "%s: cannot wait across a C call boundary (pcall on Lua "
+             "5.1, a metamethod, iterator or callback run by C)", fname);
+}
+
+corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
+  corio_task *t = corio_task_running(L);
+  if (!t || !corio_isyieldable(t->rt->ctx->vm_isyieldable, L))
+    aux_cannot_wait(L, fname);
   return t;
 }
 
@@ -158,9 +164,8 @@ corio_task *corio_await_begin(lua_State *L, const char *fname) {
    raise it when it starts with the raise mark. */
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx, n = lua_gettop(L) - base;
-  corio_rt *rt = corio_ctx_get(L)->rt;
   (void)status;
-  if (!rt || !rt->current || rt->current->co != L) /* coroutine.resume */
+  if (!corio_task_running(L)) /* resumed by coroutine.resume */
     return luaL_error(L, "corio: a waiting task was resumed by "
                       "coroutine.resume, not by the scheduler");
   if (n >= 2 && lua_touserdata(L, base + 1) == (void *)&corio_raise_mark) {
@@ -177,9 +182,8 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
    arguments are below it, and the function is in the context. */
 static int retry_k(lua_State *L, int status, lua_KContext ctx) {
   lua_CFunction fn;
-  corio_rt *rt = corio_ctx_get(L)->rt;
   (void)status;
-  if (!rt || !rt->current || rt->current->co != L)
+  if (!corio_task_running(L))
     return luaL_error(L, "corio: a waiting task was resumed by "
                       "coroutine.resume, not by the scheduler");
   if (lua_touserdata(L, -1) == (void *)&corio_retry_mark) {
