@@ -127,6 +127,16 @@ static void aux_class(lua_State *L, const char *name, const luaL_Reg *methods,
   corio_setfuncs(L, meta, 0);
 }
 
+void corio_class_ref(lua_State *L, int which) {
+  corio_ctx *ctx;
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  ctx = (corio_ctx *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (ctx->mt_ref[which] > 0) return; /* opened again: the same table */
+  lua_pushvalue(L, -1);
+  ctx->mt_ref[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
                  const luaL_Reg *await_methods, const luaL_Reg *meta) {
   aux_class(L, name, methods, await_methods, 1, meta);

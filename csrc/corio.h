@@ -200,11 +200,17 @@ struct corio_scope {
 
 /* Per-Lua-state context: upvalue 1 of every function the module exports. */
 #define CORIO_MT_CACHE 32
+enum { CORIO_MTR_TASK, CORIO_MTR_TASK_GC, CORIO_MTR_PERMIT,
+       CORIO_MTR_GUARD };
+
 struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
   lua_Integer next_id;
   corio_yieldable_fn vm_isyieldable; /* see compat.h */
   int pool_code_id;       /* last id given to a pool function (pool.c) */
+  /* registry refs of the metatables set on hot paths (an integer key:
+     no string lookup), CORIO_MTR_* */
+  int mt_ref[4];
   /* class name (the literal's address) -> its metatable, so that checking
      a userdata's type is a pointer compare, not a registry string lookup */
   struct { const char *name; const void *mt; } mtc[CORIO_MT_CACHE];
@@ -243,6 +249,9 @@ void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
                  const luaL_Reg *await_methods, const luaL_Reg *meta);
 /* The same for a class whose waiting methods may start over after a
    budget wait (corio_await_retry): they are registered with await=2. */
+/* Records the metatable on top of L as ctx->mt_ref[which] (L must be in
+   an opener: the ctx comes from the registry). */
+void corio_class_ref(lua_State *L, int which);
 void corio_class_retry(lua_State *L, const char *name,
                        const luaL_Reg *methods, const luaL_Reg *retry_methods,
                        const luaL_Reg *meta);
