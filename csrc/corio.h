@@ -144,6 +144,9 @@ enum {
                                     (init.lua's ypcall): it stands for the
                                     task that opened its nursery */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
+#define CORIO_TF_MOVED     0x80  /* done: its coroutine went back to the
+                                    runtime's idle pool; its one result,
+                                    if any, is user value 1 (co == NULL) */
 
 struct corio_task {
   corio_link link;        /* ready queue or one wait list */
@@ -158,7 +161,8 @@ struct corio_task {
   corio_timer timer;      /* sleep, and the timeout of the current wait */
   lua_Integer id;
   uint64_t born;          /* runtime clock at spawn (ns), for `age` */
-  int ref;                /* registry ref anchoring the task while live */
+  int ref;                /* slot in rt->slots anchoring it while live,
+                             or LUA_NOREF */
   int nargs;              /* values on co handed over at the next resume */
   uint8_t state;          /* CORIO_READY ... */
   uint8_t flags;          /* CORIO_TF_* */
@@ -348,6 +352,15 @@ struct corio_rt {
   uv_signal_t dump_handle;
   corio_budget io;         /* max_io: I/O operations in flight (io.c) */
   corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
+  /* Live tasks are anchored in a table at slots from a C free list
+     (task.c); finished tasks' coroutines wait in an idle pool for reuse
+     (idle[] in C, anchored by the table idle_ref). */
+  int slots_ref;
+  int *slot_free;
+  int slot_nfree, slot_top, slot_cap;
+  int idle_ref;
+  int nidle;
+  lua_State *idle[64];
   corio_link io_objects;   /* corio_io_object nodes (io.c): torn down
                               when run returns and when collected */
   int tick_every;          /* task steps between two ticks (fairness) */
@@ -390,6 +403,10 @@ void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
 /* -------------------------------------------------------------- task.c */
 
 corio_task *corio_check_task(lua_State *L, int idx);
+/* The runtime's slot table and idle pool: made by rt_new, freed by the
+   runtime's __gc. */
+void corio_task_slots_init(lua_State *L, corio_rt *rt);
+void corio_task_slots_free(lua_State *L, corio_rt *rt);
 /* Spawns fn (at fnidx, followed by nargs arguments at the top of L) as a new
    task of rt, inside scope parent (or NULL), named name (NULL: default).
    Pushes the task object and returns it. */
@@ -404,10 +421,12 @@ int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
 /* Calls the corio.trace hook with (event, info about t) (observe.c). */
 void corio_trace(lua_State *L, corio_rt *rt, const char *event,
                  corio_task *t);
-/* Pushes t's outcome (t has finished) onto dst: mode 1 (wait) gives
+/* Pushes t's outcome (t has finished, its object is at dst's index idx)
+   onto dst: mode 1 (wait) gives
    true, results... | false, err; mode 0 (join) gives results... | err
    with *raise set. Returns the count. Marks the outcome observed. */
-int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise);
+int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
+                       int *raise);
 /* The task t stands for: itself, or for the body of a protected call on
    PUC 5.1 (CORIO_TF_INLINE), the task that made the call. */
 corio_task *corio_task_logical(corio_task *t);

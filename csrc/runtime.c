@@ -399,7 +399,7 @@ static int lrt_run(lua_State *L) {
   corio_ctx *ctx = corio_ctx_get(L);
   corio_rt *outer = corio_running; /* another Lua state's, or NULL */
   corio_task *m;
-  int st, n, raise;
+  int st, n, raise, mi;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (ctx->rt || rt->running)
     return luaL_error(L, "run: a corio runtime is already running (run "
@@ -415,6 +415,7 @@ static int lrt_run(lua_State *L) {
   rt_dump_watch(rt, 1);
   if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
   rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
+  mi = lua_gettop(L);
   rt->main->flags |= CORIO_TF_OBSERVED; /* run raises its error */
   st = rt_run_protected(L, rt, rt_protected_loop);
   if (st != LUA_OK) rt_recover(L, rt); /* the error stays on top of L */
@@ -438,7 +439,7 @@ static int lrt_run(lua_State *L) {
   m = rt->main; /* on L's stack since spawn: anchored */
   rt->main = NULL;
   if (st != LUA_OK) return lua_error(L);
-  n = corio_task_outcome(L, m, 0, &raise);
+  n = corio_task_outcome(L, m, mi, 0, &raise);
   return raise ? lua_error(L) : n;
 }
 
@@ -541,6 +542,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->batch_end);
   corio_list_init(&rt->io_objects);
   corio_list_init(&rt->pools);
+  rt->slots_ref = rt->idle_ref = LUA_NOREF;
   strcpy(rt->init, init);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
@@ -569,6 +571,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
     luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
   rt->loop_open = 1;
   rt->loop.data = rt; /* handles with data == rt are the runtime's own */
+  corio_task_slots_init(L, rt);
   corio_clock_init(rt);
   return rt;
 }
@@ -674,6 +677,7 @@ static int lrt_gc(lua_State *L) {
   aux_unref(L, &rt->on_log_ref);
   aux_unref(L, &rt->trace_ref);
   aux_unref(L, &rt->context_ref);
+  corio_task_slots_free(L, rt);
   if (rt->pending_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->pending_ref);
     rt->pending_ref = LUA_NOREF;
