@@ -2,14 +2,19 @@
  * channel.c: corio.channel(capacity), a bounded multi-producer
  * multi-consumer FIFO on the await protocol of corio.h.
  *
- * Storage: a ring of `capacity` slots in a Lua table made once at creation
- * (its array part, keys 1..capacity, never rehashed: only those keys are
- * ever written). It is the channel's user value, where a method reaches
- * it in one call, and has a registry reference too, so that abort hooks,
- * which have no stack holding the channel, can reach it. A parked sender
- * keeps its value in a registry reference (t->wait.arg) until a receiver
- * takes it or the send ends; luaL_ref recycles its slots, so a steady
- * stream of parked sends does not grow the registry either.
+ * Storage: a ring of `capacity` slots. On Lua 5.4 it is reached through
+ * the channel object, at index 1 of every method and of a parked
+ * receiver's suspended frame (so abort hooks find it at index 1 of
+ * t->co): up to RING_UV_MAX slots the ring is the channel's own user
+ * values, so a send or receive is one lua_setiuservalue or
+ * lua_getiuservalue; above, a Lua table that is user value 1. Before
+ * 5.4 (where a yield moves the frame, and a userdata has one user value)
+ * it is a table anchored by a registry reference. A table is made once
+ * at creation (its array part, keys 1..capacity, never rehashed). A
+ * parked sender keeps its value in a registry reference (t->wait.arg)
+ * until a receiver takes it or the send ends; luaL_ref recycles its
+ * slots, so a steady stream of parked sends does not grow the registry
+ * either.
  *
  * Invariants (between any two calls):
  *   - receivers are parked only while the ring is empty;
@@ -46,7 +51,8 @@ typedef struct chan {
   lua_Integer count;      /* values in the ring */
   corio_link senders;     /* FIFO; t->wait.arg = registry ref of the value */
   corio_link receivers;   /* FIFO; t->wait.arg = 0, RECV_GOT once served */
-  int buf_ref;            /* registry ref of the ring table */
+  int buf_ref;            /* before 5.4: registry ref of the ring table */
+  uint8_t uvring;         /* the ring is the user values (see above) */
   uint8_t closed;
 } chan;
 
@@ -58,13 +64,40 @@ static int aux_gone(corio_task *t) { return t->rt == NULL; }
 
 /* ----------------------------------------------------------------- ring */
 
+#if LUA_VERSION_NUM >= 504
+#define RING_UV_MAX 65534 /* lua_newuserdatauv's limit */
+#else
+#define RING_UV_MAX 0
+#endif
+
+/* Pushes the ring table (table mode; on 5.4 the channel is at index 1). */
+static void ring_table(lua_State *X, chan *ch) {
+#if LUA_VERSION_NUM >= 504
+  (void)ch;
+  lua_getiuservalue(X, 1, 1);
+#else
+  lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
+#endif
+}
+
+/* Pops the value on top of X into ring slot i (0-based). */
+static void ring_set(lua_State *X, chan *ch, lua_Integer i) {
+#if RING_UV_MAX
+  if (ch->uvring) {
+    lua_setiuservalue(X, 1, (int)i + 1);
+    return;
+  }
+#endif
+  ring_table(X, ch);
+  lua_insert(X, -2);
+  lua_rawseti(X, -2, (int)i + 1);
+  lua_pop(X, 1);
+}
+
 /* Stores a copy of X's index idx into ring slot i (0-based). */
 static void ring_store(lua_State *X, chan *ch, int idx, lua_Integer i) {
-  idx = lua_absindex(X, idx);
-  lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
   lua_pushvalue(X, idx);
-  lua_rawseti(X, -2, (int)(i + 1));
-  lua_pop(X, 1);
+  ring_set(X, ch, i);
 }
 
 static void ring_push_back(lua_State *X, chan *ch, int idx) {
@@ -81,12 +114,21 @@ static void ring_push_front(lua_State *X, chan *ch, int idx) {
 /* Pushes the oldest value onto X and clears its slot. */
 static void ring_pop_front(lua_State *X, chan *ch) {
   int slot = (int)(ch->head + 1);
-  lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
-  lua_rawgeti(X, -1, slot);
-  lua_pushnil(X);
-  lua_rawseti(X, -3, slot);
-  lua_remove(X, -2);
-  ch->head = (ch->head + 1) % ch->cap;
+#if RING_UV_MAX
+  if (ch->uvring) {
+    lua_getiuservalue(X, 1, slot);
+    lua_pushnil(X);
+    lua_setiuservalue(X, 1, slot);
+  } else
+#endif
+  {
+    ring_table(X, ch);
+    lua_rawgeti(X, -1, slot);
+    lua_pushnil(X);
+    lua_rawseti(X, -3, slot);
+    lua_remove(X, -2);
+  }
+  ch->head = slot < ch->cap ? slot : 0;
   ch->count--;
 }
 
@@ -209,18 +251,30 @@ static int lch_new(lua_State *L) {
   chan *ch;
   luaL_argcheck(L, cap >= 0 && cap <= CHAN_MAX, 1,
                 "capacity must be between 0 and 2^24");
-  ch = (chan *)corio_newudata(L, sizeof *ch, 1);
-  memset(ch, 0, sizeof *ch);
+  {
+    int uv = cap > 0 && cap <= RING_UV_MAX;
+#if LUA_VERSION_NUM >= 504
+    ch = (chan *)lua_newuserdatauv(L, sizeof *ch, uv ? (int)cap : 1);
+#else
+    ch = (chan *)lua_newuserdata(L, sizeof *ch);
+#endif
+    memset(ch, 0, sizeof *ch);
+    ch->uvring = (uint8_t)uv;
+  }
   ch->tag = CHAN_MT;
   ch->cap = cap;
-  ch->buf_ref = LUA_NOREF;
   corio_list_init(&ch->senders);
   corio_list_init(&ch->receivers);
   luaL_setmetatable(L, CHAN_MT);
-  lua_createtable(L, (int)cap, 0);
-  lua_pushvalue(L, -1);
-  ch->buf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  corio_setuv(L, -2, 1);
+  ch->buf_ref = LUA_NOREF;
+  if (!ch->uvring) {
+    lua_createtable(L, (int)cap, 0);
+#if LUA_VERSION_NUM >= 504
+    lua_setiuservalue(L, -2, 1);
+#else
+    ch->buf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#endif
+  }
   return 1;
 }
 
@@ -250,9 +304,8 @@ static int lch_send(lua_State *L) {
   if (ch->count < ch->cap && corio_list_empty(&ch->receivers) &&
       !lua_isnil(L, 2) && aux_fast_ok(L, ch, 2)) {
     lua_Integer i = ch->head + ch->count;
-    corio_getuv(L, 1, 1);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, 3, (int)(i < ch->cap ? i : i - ch->cap) + 1);
+    lua_settop(L, 2);
+    ring_set(L, ch, i < ch->cap ? i : i - ch->cap);
     ch->count++;
     lua_pushboolean(L, 1);
     return 1;
@@ -287,13 +340,7 @@ static int lch_recv(lua_State *L) {
   corio_task *t;
   if (ch->count > 0 && corio_list_empty(&ch->senders) &&
       aux_fast_ok(L, ch, 1)) {
-    int slot = (int)ch->head + 1;
-    corio_getuv(L, 1, 1);
-    lua_rawgeti(L, 2, slot);
-    lua_pushnil(L);
-    lua_rawseti(L, 2, slot);
-    ch->head = slot < ch->cap ? slot : 0;
-    ch->count--;
+    ring_pop_front(L, ch);
     return 1;
   }
   timeout = corio_opt_timeout(L, 2, "recv");
@@ -362,7 +409,7 @@ static int lch_gc(lua_State *L) {
   }
   while (corio_list_shift(&ch->receivers) != NULL) {
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, ch->buf_ref);
+  if (ch->buf_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ch->buf_ref);
   ch->buf_ref = LUA_NOREF;
   ch->count = ch->head = 0;
   ch->cap = 0;
