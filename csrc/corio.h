@@ -360,7 +360,7 @@ struct corio_rt {
   int slot_nfree, slot_top, slot_cap;
   int idle_ref;
   int nidle;
-  lua_State *idle[64];
+  lua_State **idle;        /* CORIO_IDLE_MAX slots, made on first use */
   corio_link io_objects;   /* corio_io_object nodes (io.c): torn down
                               when run returns and when collected */
   int tick_every;          /* task steps between two ticks (fairness) */
@@ -404,7 +404,9 @@ void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
 
 corio_task *corio_check_task(lua_State *L, int idx);
 /* The runtime's slot table and idle pool: made by rt_new, freed by the
-   runtime's __gc. */
+   runtime's __gc. The pool keeps at most CORIO_IDLE_MAX coroutines (about
+   1 KiB each): enough for a server's wave of short tasks. */
+#define CORIO_IDLE_MAX 1024
 void corio_task_slots_init(lua_State *L, corio_rt *rt);
 void corio_task_slots_free(lua_State *L, corio_rt *rt);
 /* Spawns fn (at fnidx, followed by nargs arguments at the top of L) as a new

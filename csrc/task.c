@@ -46,8 +46,6 @@ const char *corio_task_status(const corio_task *t) {
 #else
 #define TASK_REUSE 0
 #endif
-#define IDLE_MAX ((int)(sizeof(((corio_rt *)0)->idle) / \
-                        sizeof(((corio_rt *)0)->idle[0])))
 
 void corio_task_slots_init(lua_State *L, corio_rt *rt) {
   lua_newtable(L);
@@ -61,6 +59,8 @@ void corio_task_slots_free(lua_State *L, corio_rt *rt) {
   if (rt->idle_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, rt->idle_ref);
   rt->slots_ref = rt->idle_ref = LUA_NOREF;
   rt->nidle = 0;
+  free(rt->idle);
+  rt->idle = NULL;
   free(rt->slot_free);
   rt->slot_free = NULL;
   rt->slot_nfree = rt->slot_cap = 0;
@@ -633,6 +633,9 @@ static void aux_wake_joiners(corio_task *t) {
    every to-be-closed variable, and the collector shrinks its stack. */
 static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_State *co = t->co;
+  if (!rt->idle &&
+      !(rt->idle = (lua_State **)malloc(CORIO_IDLE_MAX * sizeof *rt->idle)))
+    return; /* no pool: the coroutine is just dropped */
   if (!lua_checkstack(L, 4)) return;
   corio_task_push(L, t);
   if (t->nargs) lua_xmove(co, L, 1);
@@ -693,7 +696,7 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
     lua_pop(L, 1);
   }
   if (TASK_REUSE && t->state == CORIO_DONE && t->nargs <= 1 &&
-      rt->nidle < IDLE_MAX)
+      rt->nidle < CORIO_IDLE_MAX)
     aux_retire(L, rt, t);
   aux_slot_release(L, rt, t->ref); /* last: t may be collected */
   t->ref = LUA_NOREF;
