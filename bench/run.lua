@@ -1,5 +1,6 @@
--- Benchmark driver: runs every workload in corio, luv and cqueues, each
--- (workload, implementation, run) in its own fresh interpreter via
+-- Benchmark driver: runs every workload in corio, luv, cqueues and limit
+-- (bench/c/limit.c, a minimal C scheduler: what is physically possible),
+-- each (workload, implementation, run) in its own fresh interpreter via
 -- bench/one.lua, alternating implementations run by run, and reports the
 -- medians, the corio/anchor ratios and whether each target is met.
 --
@@ -22,7 +23,7 @@ local TIMEOUT = tonumber(os.getenv("BENCH_TIMEOUT") or "") or 120
 local SCALE = lib.scale()
 local FILTER = arg[1]
 
-local ALL = { "corio", "luv", "cqueues" }
+local ALL = { "corio", "luv", "cqueues", "limit" }
 
 -- Workloads --------------------------------------------------------------
 -- params marked in `scaled` shrink with BENCH_SCALE. Each row reports the
@@ -34,6 +35,14 @@ local WORKLOADS = {
     params = { n = 200000 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "tasks/s ({n} tasks spawn, yield once, join)", fmt = "rate",
+        target = { vs = "luv", ge = 2 } },
+      { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
+    } },
+  { name = "spawn_churn", module = "churn", issue = 11,
+    params = { n = 1000000, wave = 1000 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "tasks/s ({n} tasks in waves of {wave}, each yields once, "
+          .. "wave joined)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
@@ -60,10 +69,13 @@ local WORKLOADS = {
       { key = "cpu_s", metric = "CPU time (~0.2 s of sleeping)", fmt = "s" },
     } },
   { name = "memory_parked", module = "memory", issue = 2,
-    impls = { "corio", "luv", "cqueues", "bare" },
+    impls = { "corio", "luv", "cqueues", "limit", "bare" },
     params = { n = 20000 }, scaled = { "n" },
     rows = {
       { key = "heap_per_task", metric = "Lua heap per parked task ({n} tasks)", fmt = "bytes",
+        target = { vs = "bare", le = 1.15 } },
+      { key = "heap_exact", metric = "Lua heap per parked task, exact (median growth "
+          .. "of 64 more, one at a time)", fmt = "bytes",
         target = { vs = "bare", le = 1.15 } },
       { key = "rss_per_task", metric = "RSS per parked task", fmt = "bytes",
         target = { vs = "bare", le = 1.15 } },
@@ -183,6 +195,9 @@ local PROBES = {
       (package.searchpath("corio.core", package.cpath) or "?") .. ")")]],
   luv = [[local uv = require "luv"; print("libuv " .. uv.version_string())]],
   cqueues = [[local cq = require "cqueues"; print(cq.VERSION)]],
+  -- builds bench/out/limit.so if needed
+  limit = ("package.path = %q .. package.path; require 'bench.rt_limit'; "):format(
+    root .. "?.lua;") .. [[print("bench/c/limit.c, gcc -O2, " .. _VERSION .. " C API")]],
 }
 
 -- Which implementations load, and their versions.
@@ -391,8 +406,9 @@ end
 
 local function main_table(results)
   local lines = {
-    "| workload | metric | corio | luv | cqueues | corio/luv | corio/cqueues | target | met? |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| workload | metric | corio | luv | cqueues | limit | corio/luv | corio/cqueues "
+      .. "| corio/limit | limit/luv | target | met? |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   }
   for _, entry in ipairs(results) do
     local w, samples = entry.w, entry.samples
@@ -409,11 +425,14 @@ local function main_table(results)
         end
         met = target_met(row.target, med.corio, med)
       end
-      lines[#lines + 1] = ("| %s (#%d) | %s | %s | %s | %s | %s | %s | %s | %s |"):format(
-        w.name, w.issue, label(row.metric, params), fmt_value(med.corio, row.fmt),
-        fmt_value(med.luv, row.fmt), fmt_value(med.cqueues, row.fmt),
-        row.noratio and "—" or fmt_ratio(med.corio, med.luv),
-        row.noratio and "—" or fmt_ratio(med.corio, med.cqueues), target, met)
+      local function ratio(a, b)
+        return row.noratio and "—" or fmt_ratio(med[a], med[b])
+      end
+      lines[#lines + 1] = ("| %s (#%d) | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |")
+        :format(w.name, w.issue, label(row.metric, params), fmt_value(med.corio, row.fmt),
+          fmt_value(med.luv, row.fmt), fmt_value(med.cqueues, row.fmt),
+          fmt_value(med.limit, row.fmt), ratio("corio", "luv"), ratio("corio", "cqueues"),
+          ratio("corio", "limit"), ratio("limit", "luv"), target, met)
     end
   end
   return lines
@@ -468,9 +487,14 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = "`bench/rt_cqueues.lua` (cqueues.condition). Rates are timed with one"
   out[#out + 1] = "stopwatch for all (luv's hrtime, loaded in every process); lateness"
   out[#out + 1] = "uses each implementation's own clock. luv timers have 1 ms"
-  out[#out + 1] = "granularity, so luv can wake up to 1 ms early."
+  out[#out + 1] = "granularity, so luv can wake up to 1 ms early. limit is"
+  out[#out + 1] = "`bench/c/limit.c`, built by the bench: a minimal C scheduler over bare"
+  out[#out + 1] = "coroutines (C ready ring, hand-off semaphore and channel, a heap of"
+  out[#out + 1] = "deadlines; no cancellation, no error handling), so corio/limit reads"
+  out[#out + 1] = "as the fraction of what is possible on this Lua, and limit/luv as what"
+  out[#out + 1] = "a scheduler in C gains over luv without reusing coroutines."
   out[#out + 1] = ""
-  out[#out + 1] = "## Runtime core (#2) and synchronisation (#4)"
+  out[#out + 1] = "## Runtime core (#2, #11) and synchronisation (#4)"
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
   for _, entry in ipairs(results) do

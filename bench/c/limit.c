@@ -1,0 +1,476 @@
+/*
+ * bench/c/limit.c: the "limit" implementation for the core workloads, a
+ * minimal coroutine scheduler in C over bare Lua 5.4 coroutines, built by
+ * bench/rt_limit.lua. It shows what is physically possible on this Lua:
+ * it does only what the workloads need, the way corio must (FIFO ready
+ * queue, FIFO hand-off semaphore and channel, joinable results, sleeps
+ * that never wake early), and nothing else: no cancellation, no
+ * deadlines, no error handling beyond aborting the run, one scheduler per
+ * process, one run at a time.
+ *
+ * API, as bench/rt_luv.lua: run(main, ...), spawn(fn, ...) -> task,
+ * task:join() -> results, yield(), now(), sleep(secs), semaphore(n) with
+ * :acquire() -> the semaphore itself and :release(), channel(cap) with
+ * :send(v) -> true and :recv() -> v.
+ *
+ * Design: a task is a userdata (struct task) whose user value is its
+ * thread; while it is unfinished it is anchored in one Lua table at a
+ * slot taken from a C free list. The ready queue is a C ring of task
+ * pointers. A task waits by queueing itself somewhere and returning
+ * lua_yield(L, 0) from the C function it called; whoever wakes it pushes
+ * the values that wait returns straight onto its (suspended) stack and
+ * sets nargs, and the scheduler resumes it with them. A parked sender's
+ * value stays in its own C frame (stack index 2) until a receiver takes
+ * it. Sleeps are a binary heap of deadlines on CLOCK_MONOTONIC; when
+ * nothing is ready the loop sleeps to the first one (clock_nanosleep,
+ * absolute), and due timers fire after each batch of ready tasks.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lua.h"
+#include "lauxlib.h"
+
+typedef struct task {
+  lua_State *co;
+  struct task *next;       /* link in the one wait queue it is on */
+  struct task *jhead, *jtail; /* tasks waiting in join */
+  int slot;                /* anchor slot while unfinished */
+  int nargs;               /* values on co's stack for the next resume */
+  int nres;                /* results on co's stack once done */
+  int done;
+} task;
+
+typedef struct { task *head, *tail; } waitq;
+
+typedef struct { double at; unsigned long seq; task *t; } timer;
+
+typedef struct {
+  int n;
+  waitq waiters;
+} sem;
+
+typedef struct {
+  int cap, head, count;
+  waitq senders, receivers;
+} chan;
+
+/* Scheduler state: one per process. */
+static task *current;
+static task **rq;              /* ready ring, capacity rq_cap (power of 2) */
+static size_t rq_head, rq_n, rq_cap;
+static timer *heap;
+static size_t heap_n, heap_cap;
+static unsigned long timer_seq;
+static int *free_slots;        /* anchor slots free for reuse */
+static int nfree, free_cap, next_slot;
+static int anchors_ref = LUA_NOREF; /* registry: the anchor table */
+static int task_mt, sem_mt, chan_mt; /* registry refs of the metatables */
+static const void *task_mtp, *sem_mtp, *chan_mtp; /* ... and their addresses */
+
+static void *grow(lua_State *L, void *p, size_t size) {
+  void *q = realloc(p, size);
+  if (!q) luaL_error(L, "limit: out of memory");
+  return q;
+}
+
+/* The userdata at index 1 if its metatable is `mtp`, else an error: a
+ * pointer compare, no lookup by name. */
+static void *checkself(lua_State *L, const void *mtp, const char *what) {
+  void *p = lua_touserdata(L, 1);
+  if (p && lua_getmetatable(L, 1)) {
+    const void *mt = lua_topointer(L, -1);
+    lua_pop(L, 1);
+    if (mt == mtp) return p;
+  }
+  luaL_typeerror(L, 1, what);
+  return NULL;
+}
+
+/* Queues ------------------------------------------------------------- */
+
+static void wake(lua_State *L, task *t, int nargs) {
+  if (rq_n == rq_cap) {
+    size_t cap = rq_cap ? rq_cap * 2 : 1024;
+    task **r = grow(L, NULL, cap * sizeof *r);
+    for (size_t i = 0; i < rq_n; i++) r[i] = rq[(rq_head + i) & (rq_cap - 1)];
+    free(rq);
+    rq = r;
+    rq_head = 0;
+    rq_cap = cap;
+  }
+  t->nargs = nargs;
+  rq[(rq_head + rq_n++) & (rq_cap - 1)] = t;
+}
+
+static void qpush(waitq *q, task *t) {
+  t->next = NULL;
+  if (q->tail) q->tail->next = t; else q->head = t;
+  q->tail = t;
+}
+
+static task *qpop(waitq *q) {
+  task *t = q->head;
+  if (t) {
+    q->head = t->next;
+    if (!q->head) q->tail = NULL;
+  }
+  return t;
+}
+
+/* The running task, checked to be the caller. */
+static task *self(lua_State *L) {
+  task *t = current;
+  if (!t || t->co != L) luaL_error(L, "limit: not called from a task");
+  return t;
+}
+
+/* Tasks ---------------------------------------------------------------- */
+
+static void anchor(lua_State *L, task *t, int idx) {
+  int slot;
+  if (nfree) slot = free_slots[--nfree];
+  else slot = ++next_slot;
+  t->slot = slot;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, anchors_ref);
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+}
+
+static void unanchor(lua_State *L, task *t) {
+  if (nfree == free_cap) {
+    free_cap = free_cap ? free_cap * 2 : 1024;
+    free_slots = grow(L, free_slots, (size_t)free_cap * sizeof *free_slots);
+  }
+  free_slots[nfree++] = t->slot;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, anchors_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, t->slot);
+  lua_pop(L, 1);
+}
+
+/* spawn(fn, ...) -> task: leaves the task on L's stack. */
+static task *spawn_task(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  task *t = lua_newuserdatauv(L, sizeof(task), 1);
+  memset(t, 0, sizeof *t);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, task_mt);
+  lua_setmetatable(L, -2);
+  t->co = lua_newthread(L);
+  lua_setiuservalue(L, -2, 1);
+  lua_rotate(L, 1, 1);         /* task, fn, args... */
+  lua_xmove(L, t->co, n);      /* fn and args onto the new thread */
+  anchor(L, t, 1);
+  wake(L, t, n - 1);
+  return t;
+}
+
+static int l_spawn(lua_State *L) {
+  spawn_task(L);
+  return 1;
+}
+
+/* Copies t's results onto `to`'s stack. */
+static void push_results(task *t, lua_State *to) {
+  int n = t->nres, base = lua_gettop(t->co) - n;
+  if (!n) return;
+  luaL_checkstack(t->co, n, "limit: too many results");
+  luaL_checkstack(to, n, "limit: too many results");
+  for (int i = 1; i <= n; i++) lua_pushvalue(t->co, base + i);
+  lua_xmove(t->co, to, n);
+}
+
+/* Hands the results to the joiners, then lets the task go: only its
+ * handle keeps it (and its results) alive from now on. */
+static void finish(lua_State *L, task *t, int nres) {
+  task *j;
+  t->done = 1;
+  t->nres = nres;
+  while ((j = t->jhead)) {
+    t->jhead = j->next;
+    push_results(t, j->co);
+    wake(L, j, nres);
+  }
+  t->jtail = NULL;
+  unanchor(L, t);
+}
+
+static int l_join(lua_State *L) {
+  task *t = checkself(L, task_mtp, "task");
+  if (t->done) {
+    push_results(t, L);
+    return t->nres;
+  }
+  task *me = self(L);
+  me->next = NULL;
+  if (t->jtail) t->jtail->next = me; else t->jhead = me;
+  t->jtail = me;
+  return lua_yield(L, 0); /* finish() pushes the results */
+}
+
+static int l_yield(lua_State *L) {
+  wake(L, self(L), 0);
+  return lua_yield(L, 0);
+}
+
+/* Clock and sleep ------------------------------------------------------- */
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, mono());
+  return 1;
+}
+
+static int before(const timer *a, const timer *b) {
+  return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static int l_sleep(lua_State *L) {
+  double secs = luaL_checknumber(L, 1);
+  task *t = self(L);
+  if (heap_n == heap_cap) {
+    heap_cap = heap_cap ? heap_cap * 2 : 1024;
+    heap = grow(L, heap, heap_cap * sizeof *heap);
+  }
+  timer x = { mono() + (secs > 0 ? secs : 0), timer_seq++, t };
+  size_t i = heap_n++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!before(&x, &heap[p])) break;
+    heap[i] = heap[p];
+    i = p;
+  }
+  heap[i] = x;
+  return lua_yield(L, 0);
+}
+
+static task *heap_pop(void) {
+  task *t = heap[0].t;
+  timer x = heap[--heap_n];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= heap_n) break;
+    if (c + 1 < heap_n && before(&heap[c + 1], &heap[c])) c++;
+    if (!before(&heap[c], &x)) break;
+    heap[i] = heap[c];
+    i = c;
+  }
+  if (heap_n) heap[i] = x;
+  return t;
+}
+
+static void fire_due(lua_State *L) {
+  double now = mono();
+  while (heap_n && heap[0].at <= now) wake(L, heap_pop(), 0);
+}
+
+static void wait_first_timer(void) {
+  double at = heap[0].at;
+  struct timespec ts;
+  ts.tv_sec = (time_t)at;
+  ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9) + 1;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {}
+}
+
+/* Semaphore: FIFO; a release hands its permit to the first waiter --- */
+
+static int l_semaphore(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  sem *s = lua_newuserdatauv(L, sizeof(sem), 0);
+  memset(s, 0, sizeof *s);
+  s->n = (int)n;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sem_mt);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* The permit is the semaphore itself: `p:release()` works as in corio. */
+static int l_acquire(lua_State *L) {
+  sem *s = checkself(L, sem_mtp, "semaphore");
+  if (s->n > 0) { /* waiters exist only while n == 0 */
+    s->n--;
+    lua_settop(L, 1);
+    return 1;
+  }
+  qpush(&s->waiters, self(L));
+  return lua_yield(L, 0); /* release() pushes the semaphore */
+}
+
+static int l_release(lua_State *L) {
+  sem *s = checkself(L, sem_mtp, "semaphore");
+  task *w = qpop(&s->waiters);
+  if (w) {
+    lua_settop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, w->co, 1);
+    wake(L, w, 1);
+  } else {
+    s->n++;
+  }
+  return 0;
+}
+
+/* Channel: a ring in the user value table, FIFO queues of parked tasks */
+
+static int l_channel(lua_State *L) {
+  lua_Integer cap = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, cap >= 1 && cap <= 1 << 24, 1, "capacity must be 1..2^24");
+  chan *c = lua_newuserdatauv(L, sizeof(chan), 1);
+  memset(c, 0, sizeof *c);
+  c->cap = (int)cap;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, chan_mt);
+  lua_setmetatable(L, -2);
+  lua_createtable(L, (int)cap, 0);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int l_send(lua_State *L) {
+  chan *c = checkself(L, chan_mtp, "channel");
+  lua_settop(L, 2);
+  task *r = qpop(&c->receivers); /* receivers wait only while empty */
+  if (r) {
+    lua_xmove(L, r->co, 1);
+    wake(L, r, 1);
+  } else if (c->count < c->cap) {
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    lua_rawseti(L, -2, (c->head + c->count) % c->cap + 1);
+    c->count++;
+  } else {
+    qpush(&c->senders, self(L));
+    return lua_yield(L, 0); /* recv() takes index 2, pushes true */
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_recv(lua_State *L) {
+  chan *c = checkself(L, chan_mtp, "channel");
+  if (c->count == 0) {
+    qpush(&c->receivers, self(L));
+    return lua_yield(L, 0); /* send() pushes the value */
+  }
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, 1);         /* 2: ring */
+  int head = c->head;
+  lua_rawgeti(L, 2, head + 1);         /* 3: the value */
+  task *s = qpop(&c->senders);         /* the ring was full: refill */
+  if (s) {
+    lua_pushvalue(s->co, 2);
+    lua_xmove(s->co, L, 1);
+    lua_rawseti(L, 2, head + 1);       /* the freed slot is the new tail */
+    lua_pushboolean(s->co, 1);
+    wake(L, s, 1);
+  } else {
+    lua_pushnil(L);
+    lua_rawseti(L, 2, head + 1);
+    c->count--;
+  }
+  c->head = (head + 1) % c->cap;
+  return 1;
+}
+
+/* Run ------------------------------------------------------------------- */
+
+static void new_anchors(lua_State *L) {
+  luaL_unref(L, LUA_REGISTRYINDEX, anchors_ref);
+  lua_newtable(L);
+  anchors_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  nfree = 0;
+  next_slot = 0;
+}
+
+/* Drops every task left: they become garbage once unanchored. */
+static void reset(lua_State *L) {
+  rq_head = rq_n = 0;
+  heap_n = 0;
+  current = NULL;
+  new_anchors(L);
+}
+
+static void step(lua_State *L, task *t) {
+  int nres, st;
+  current = t;
+  st = lua_resume(t->co, L, t->nargs, &nres);
+  if (st == LUA_YIELD) {
+    if (nres) lua_pop(t->co, nres);
+  } else if (st == LUA_OK) {
+    finish(L, t, nres);
+  } else {
+    const char *msg = lua_tostring(t->co, -1);
+    luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
+    reset(L);
+    lua_error(L);
+  }
+}
+
+static int l_run(lua_State *L) {
+  if (current) return luaL_error(L, "limit: run inside run");
+  task *main = spawn_task(L); /* the stack is now just the main task */
+  while (!main->done) {
+    if (rq_n == 0) {
+      if (heap_n == 0) {
+        reset(L);
+        return luaL_error(L, "deadlock: every task waits and nothing can wake one");
+      }
+      wait_first_timer();
+      fire_due(L);
+      continue;
+    }
+    for (size_t batch = rq_n; batch > 0; batch--) {
+      task *t = rq[rq_head];
+      rq_head = (rq_head + 1) & (rq_cap - 1);
+      rq_n--;
+      step(L, t);
+    }
+    current = NULL;
+    if (heap_n) fire_due(L);
+  }
+  reset(L);
+  push_results(main, L);
+  return main->nres;
+}
+
+/* Module ---------------------------------------------------------------- */
+
+static int metatable(lua_State *L, const luaL_Reg *methods, const void **mtp) {
+  lua_newtable(L);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  *mtp = lua_topointer(L, -1);
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int luaopen_limit(lua_State *L) {
+  static const luaL_Reg task_m[] = { { "join", l_join }, { NULL, NULL } };
+  static const luaL_Reg sem_m[] = {
+    { "acquire", l_acquire }, { "release", l_release }, { NULL, NULL } };
+  static const luaL_Reg chan_m[] = {
+    { "send", l_send }, { "recv", l_recv }, { NULL, NULL } };
+  static const luaL_Reg funcs[] = {
+    { "run", l_run }, { "spawn", l_spawn }, { "yield", l_yield },
+    { "now", l_now }, { "sleep", l_sleep }, { "semaphore", l_semaphore },
+    { "channel", l_channel }, { NULL, NULL } };
+  task_mt = metatable(L, task_m, &task_mtp);
+  sem_mt = metatable(L, sem_m, &sem_mtp);
+  chan_mt = metatable(L, chan_m, &chan_mtp);
+  new_anchors(L);
+  luaL_newlib(L, funcs);
+  return 1;
+}
