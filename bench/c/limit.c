@@ -67,8 +67,8 @@ static unsigned long timer_seq;
 static int *free_slots;        /* anchor slots free for reuse */
 static int nfree, free_cap, next_slot;
 static int anchors_ref = LUA_NOREF; /* registry: the anchor table */
-static int task_mt, sem_mt, chan_mt; /* registry refs of the metatables */
-static const void *task_mtp, *sem_mtp, *chan_mtp; /* ... and their addresses */
+static int task_mt;            /* registry ref of the task metatable */
+static const void *task_mtp;   /* ... and its address */
 
 static void *grow(lua_State *L, void *p, size_t size) {
   void *q = realloc(p, size);
@@ -286,21 +286,24 @@ static void wait_first_timer(void) {
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {}
 }
 
-/* Semaphore: FIFO; a release hands its permit to the first waiter --- */
+/* Semaphore and channel objects are plain tables whose methods are C
+ * closures over the object's C state (upvalue 1, a userdata) and, for a
+ * channel, its ring (upvalue 2, a table): a method call is one table
+ * lookup, and reaching the state or the ring is no lookup at all. */
+#define STATE lua_upvalueindex(1)
+#define RING lua_upvalueindex(2)
 
-static int l_semaphore(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  sem *s = lua_newuserdatauv(L, sizeof(sem), 0);
-  memset(s, 0, sizeof *s);
-  s->n = (int)n;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, sem_mt);
-  lua_setmetatable(L, -2);
-  return 1;
+static void method(lua_State *L, const char *name, lua_CFunction f, int nup) {
+  for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+  lua_pushcclosure(L, f, nup);
+  lua_setfield(L, -2 - nup, name);
 }
+
+/* Semaphore: FIFO; a release hands its permit to the first waiter --- */
 
 /* The permit is the semaphore itself: `p:release()` works as in corio. */
 static int l_acquire(lua_State *L) {
-  sem *s = checkself(L, sem_mtp, "semaphore");
+  sem *s = lua_touserdata(L, STATE);
   if (s->n > 0) { /* waiters exist only while n == 0 */
     s->n--;
     lua_settop(L, 1);
@@ -311,7 +314,7 @@ static int l_acquire(lua_State *L) {
 }
 
 static int l_release(lua_State *L) {
-  sem *s = checkself(L, sem_mtp, "semaphore");
+  sem *s = lua_touserdata(L, STATE);
   task *w = qpop(&s->waiters);
   if (w) {
     lua_settop(L, 1);
@@ -324,33 +327,30 @@ static int l_release(lua_State *L) {
   return 0;
 }
 
-/* Channel: a ring in the user value table, FIFO queues of parked tasks */
-
-static int l_channel(lua_State *L) {
-  lua_Integer cap = luaL_checkinteger(L, 1);
-  luaL_argcheck(L, cap >= 1 && cap <= 1 << 24, 1, "capacity must be 1..2^24");
-  chan *c = lua_newuserdatauv(L, sizeof(chan), 1);
-  memset(c, 0, sizeof *c);
-  c->cap = (int)cap;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, chan_mt);
-  lua_setmetatable(L, -2);
-  lua_createtable(L, (int)cap, 0);
-  lua_setiuservalue(L, -2, 1);
+static int l_semaphore(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_createtable(L, 0, 2);
+  sem *s = lua_newuserdatauv(L, sizeof(sem), 0);
+  memset(s, 0, sizeof *s);
+  s->n = (int)n;
+  method(L, "acquire", l_acquire, 1);
+  method(L, "release", l_release, 1);
+  lua_pop(L, 1);
   return 1;
 }
 
+/* Channel: a ring in a table, FIFO queues of parked tasks ------------ */
+
 static int l_send(lua_State *L) {
-  chan *c = checkself(L, chan_mtp, "channel");
+  chan *c = lua_touserdata(L, STATE);
   lua_settop(L, 2);
   task *r = qpop(&c->receivers); /* receivers wait only while empty */
   if (r) {
     lua_xmove(L, r->co, 1);
     wake(L, r, 1);
   } else if (c->count < c->cap) {
-    lua_getiuservalue(L, 1, 1);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, (c->head + c->count) % c->cap + 1);
-    c->count++;
+    int i = c->head + c->count++;
+    lua_rawseti(L, RING, (i < c->cap ? i : i - c->cap) + 1);
   } else {
     qpush(&c->senders, self(L));
     return lua_yield(L, 0); /* recv() takes index 2, pushes true */
@@ -360,28 +360,40 @@ static int l_send(lua_State *L) {
 }
 
 static int l_recv(lua_State *L) {
-  chan *c = checkself(L, chan_mtp, "channel");
+  chan *c = lua_touserdata(L, STATE);
   if (c->count == 0) {
     qpush(&c->receivers, self(L));
     return lua_yield(L, 0); /* send() pushes the value */
   }
-  lua_settop(L, 1);
-  lua_getiuservalue(L, 1, 1);         /* 2: ring */
   int head = c->head;
-  lua_rawgeti(L, 2, head + 1);         /* 3: the value */
+  lua_rawgeti(L, RING, head + 1);      /* the value */
   task *s = qpop(&c->senders);         /* the ring was full: refill */
   if (s) {
     lua_pushvalue(s->co, 2);
     lua_xmove(s->co, L, 1);
-    lua_rawseti(L, 2, head + 1);       /* the freed slot is the new tail */
+    lua_rawseti(L, RING, head + 1);    /* the freed slot is the new tail */
     lua_pushboolean(s->co, 1);
     wake(L, s, 1);
   } else {
     lua_pushnil(L);
-    lua_rawseti(L, 2, head + 1);
+    lua_rawseti(L, RING, head + 1);
     c->count--;
   }
-  c->head = (head + 1) % c->cap;
+  c->head = head + 1 < c->cap ? head + 1 : 0;
+  return 1;
+}
+
+static int l_channel(lua_State *L) {
+  lua_Integer cap = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, cap >= 1 && cap <= 1 << 24, 1, "capacity must be 1..2^24");
+  lua_createtable(L, 0, 2);
+  chan *c = lua_newuserdatauv(L, sizeof(chan), 0);
+  memset(c, 0, sizeof *c);
+  c->cap = (int)cap;
+  lua_createtable(L, (int)cap, 0);
+  method(L, "send", l_send, 2);
+  method(L, "recv", l_recv, 2);
+  lua_pop(L, 2);
   return 1;
 }
 
@@ -459,17 +471,11 @@ static int metatable(lua_State *L, const luaL_Reg *methods, const void **mtp) {
 
 int luaopen_limit(lua_State *L) {
   static const luaL_Reg task_m[] = { { "join", l_join }, { NULL, NULL } };
-  static const luaL_Reg sem_m[] = {
-    { "acquire", l_acquire }, { "release", l_release }, { NULL, NULL } };
-  static const luaL_Reg chan_m[] = {
-    { "send", l_send }, { "recv", l_recv }, { NULL, NULL } };
   static const luaL_Reg funcs[] = {
     { "run", l_run }, { "spawn", l_spawn }, { "yield", l_yield },
     { "now", l_now }, { "sleep", l_sleep }, { "semaphore", l_semaphore },
     { "channel", l_channel }, { NULL, NULL } };
   task_mt = metatable(L, task_m, &task_mtp);
-  sem_mt = metatable(L, sem_m, &sem_mtp);
-  chan_mt = metatable(L, chan_m, &chan_mtp);
   new_anchors(L);
   luaL_newlib(L, funcs);
   return 1;
