@@ -10,8 +10,10 @@
 -- Environment: BENCH_RUNS (default 5), BENCH_SCALE (default 1: shrinks
 -- counts for trial runs), BENCH_LUA (default lua5.4), BENCH_TIMEOUT
 -- (seconds per run, default 120).
--- A full unscaled run writes bench/RESULTS.md; a filtered or scaled one
--- writes bench/out/RESULTS.md so it never replaces the full table.
+-- A full unscaled run writes bench/RESULTS.md, keeping the sections of
+-- the old one that it does not generate (notes written by hand); a
+-- filtered or scaled one writes bench/out/RESULTS.md so it never replaces
+-- the full table.
 local root = arg[0]:match("^(.-)bench/run%.lua$") or ""
 package.path = root .. "?.lua;" .. package.path
 
@@ -461,7 +463,18 @@ local function combinator_table(samples)
   return lines
 end
 
-local function write_report(path, results, have, versions, notes, mach, elapsed)
+-- Titles (prefixes) of the "## " sections write_report generates.
+local GENERATED = { "Runtime core", "Combinator overhead", "Notes" }
+
+local function write_report(path, results, have, versions, notes, mach, elapsed, keep_old)
+  local old = {}
+  if keep_old then
+    local f = io.open(path, "r")
+    if f then
+      old = lib.kept_sections(f:read("a"), GENERATED)
+      f:close()
+    end
+  end
   local out = {
     "# corio benchmarks",
     "",
@@ -508,6 +521,10 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
       for _, l in ipairs(combinator_table(entry.samples)) do out[#out + 1] = l end
     end
   end
+  if #old > 0 then
+    out[#out + 1] = ""
+    for _, l in ipairs(old) do out[#out + 1] = l end
+  end
   if #notes > 0 then
     out[#out + 1] = ""
     out[#out + 1] = "## Notes"
@@ -549,7 +566,7 @@ local function main()
   local dir = root .. "bench/" .. (full and "" or "out/")
   if not full then os.execute("mkdir -p " .. shell_quote(dir)) end
   local report = write_report(dir .. "RESULTS.md", results, have, versions, notes, mach,
-    lib.clock() - t0)
+    lib.clock() - t0, full)
   os.execute("mkdir -p " .. shell_quote(root .. "bench/out"))
   local f = io.open(root .. "bench/out/raw.txt", "w")
   if f then
