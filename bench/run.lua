@@ -9,7 +9,8 @@
 -- `eval "$(luarocks --lua-version=5.4 --tree=.rocks/5.4 path)"`).
 -- Environment: BENCH_RUNS (default 5), BENCH_SCALE (default 1: shrinks
 -- counts for trial runs), BENCH_LUA (default lua5.4), BENCH_TIMEOUT
--- (seconds per run, default 120).
+-- (seconds per run, default 120), BENCH_LUA_INC (Lua 5.4 headers for
+-- building bench/c/limit.c, default /usr/include/lua5.4).
 -- A full unscaled run writes bench/RESULTS.md, keeping the sections of
 -- the old one that it does not generate (notes written by hand); a
 -- filtered or scaled one writes bench/out/RESULTS.md so it never replaces
