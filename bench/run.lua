@@ -39,6 +39,8 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "tasks/s ({n} tasks spawn, yield once, join)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
+      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+        fmt = "rate" },
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "spawn_churn", module = "churn", issue = 11,
@@ -47,6 +49,8 @@ local WORKLOADS = {
       { key = "rate", metric = "tasks/s ({n} tasks in waves of {wave}, each yields once, "
           .. "wave joined)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
+      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+        fmt = "rate" },
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "sleep_100k", module = "sleep", issue = 2,
@@ -90,6 +94,8 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "acquisitions/s ({n} tasks, {permits} permits)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
+      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+        fmt = "rate" },
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "channel_64", module = "channel", issue = 4,
@@ -97,11 +103,15 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
+      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+        fmt = "rate" },
     } },
   { name = "channel_1", module = "channel", issue = 4,
     params = { n = 200000, cap = 1 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate" },
+      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+        fmt = "rate" },
     } },
   { name = "fs_read_small", module = "fs", issue = 9, impls = { "corio", "luv" },
     params = { n = 10000, size = 1024 }, scaled = { "n" },
