@@ -13,10 +13,14 @@
  * :acquire() -> the semaphore itself and :release(), channel(cap) with
  * :send(v) -> true and :recv() -> v.
  *
- * Design: a task is a userdata (struct task) whose user value is its
- * thread; while it is unfinished it is anchored in one Lua table at a
- * slot taken from a C free list. The ready queue is a C ring of task
- * pointers. A task waits by queueing itself somewhere and returning
+ * Design: a task handle is its bare thread; every thread shares one
+ * metatable whose __index has `join` (so this module takes over the thread
+ * metatable of the state that loads it). While a task is unfinished its
+ * thread is anchored in one Lua table at a slot taken from a C free list,
+ * and its C state (struct task, from a C free list, outside the Lua heap)
+ * hangs off the thread's extra space (LUA_EXTRASPACE); a finished task's
+ * extra space holds a "done" mark and its results are all its stack holds.
+ * The ready queue is a C ring of task pointers. A task waits by queueing itself somewhere and returning
  * lua_yield(L, 0) from the C function it called; whoever wakes it pushes
  * the values that wait returns straight onto its (suspended) stack and
  * sets nargs, and the scheduler resumes it with them. A parked sender's
@@ -35,13 +39,17 @@
 
 typedef struct task {
   lua_State *co;
-  struct task *next;       /* link in the one wait queue it is on */
+  struct task *next;       /* link in the one wait queue it is on; free list */
   struct task *jhead, *jtail; /* tasks waiting in join */
-  int slot;                /* anchor slot while unfinished */
+  int slot;                /* anchor slot */
   int nargs;               /* values on co's stack for the next resume */
-  int nres;                /* results on co's stack once done */
-  int done;
 } task;
+
+/* A thread's task: the task while it runs, &done_mark once it has
+ * finished, NULL for a thread that is no task. */
+#define TASK(co) (*(task **)lua_getextraspace(co))
+static task done_mark;
+#define DONE (&done_mark)
 
 typedef struct { task *head, *tail; } waitq;
 
@@ -67,26 +75,12 @@ static unsigned long timer_seq;
 static int *free_slots;        /* anchor slots free for reuse */
 static int nfree, free_cap, next_slot;
 static int anchors_ref = LUA_NOREF; /* registry: the anchor table */
-static int task_mt;            /* registry ref of the task metatable */
-static const void *task_mtp;   /* ... and its address */
+static task *spare;            /* free task structs */
 
 static void *grow(lua_State *L, void *p, size_t size) {
   void *q = realloc(p, size);
   if (!q) luaL_error(L, "limit: out of memory");
   return q;
-}
-
-/* The userdata at index 1 if its metatable is `mtp`, else an error: a
- * pointer compare, no lookup by name. */
-static void *checkself(lua_State *L, const void *mtp, const char *what) {
-  void *p = lua_touserdata(L, 1);
-  if (p && lua_getmetatable(L, 1)) {
-    const void *mt = lua_topointer(L, -1);
-    lua_pop(L, 1);
-    if (mt == mtp) return p;
-  }
-  luaL_typeerror(L, 1, what);
-  return NULL;
 }
 
 /* Queues ------------------------------------------------------------- */
@@ -152,21 +146,27 @@ static void unanchor(lua_State *L, task *t) {
   lua_pop(L, 1);
 }
 
-/* spawn(fn, ...) -> task: leaves the task on L's stack. */
-static task *spawn_task(lua_State *L) {
+static void release(task *t) {
+  t->next = spare;
+  spare = t;
+}
+
+/* spawn(fn, ...) -> task: leaves the task's thread on L's stack. */
+static lua_State *spawn_task(lua_State *L) {
   int n = lua_gettop(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  task *t = lua_newuserdatauv(L, sizeof(task), 1);
-  memset(t, 0, sizeof *t);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, task_mt);
-  lua_setmetatable(L, -2);
-  t->co = lua_newthread(L);
-  lua_setiuservalue(L, -2, 1);
-  lua_rotate(L, 1, 1);         /* task, fn, args... */
-  lua_xmove(L, t->co, n);      /* fn and args onto the new thread */
+  task *t = spare;
+  if (t) spare = t->next;
+  else t = grow(L, NULL, sizeof *t);
+  lua_State *co = lua_newthread(L);
+  t->co = co;
+  t->jhead = t->jtail = NULL;
+  TASK(co) = t;
+  lua_rotate(L, 1, 1);         /* thread, fn, args... */
+  lua_xmove(L, co, n);         /* fn and args onto the new thread */
   anchor(L, t, 1);
   wake(L, t, n - 1);
-  return t;
+  return co;
 }
 
 static int l_spawn(lua_State *L) {
@@ -174,37 +174,36 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
-/* Copies t's results onto `to`'s stack. */
-static void push_results(task *t, lua_State *to) {
-  int n = t->nres, base = lua_gettop(t->co) - n;
-  if (!n) return;
-  luaL_checkstack(t->co, n, "limit: too many results");
+/* Copies the results of the finished task `co` onto `to`'s stack. */
+static int push_results(lua_State *co, lua_State *to) {
+  int n = lua_gettop(co);
+  if (!n) return 0;
+  luaL_checkstack(co, n, "limit: too many results");
   luaL_checkstack(to, n, "limit: too many results");
-  for (int i = 1; i <= n; i++) lua_pushvalue(t->co, base + i);
-  lua_xmove(t->co, to, n);
+  for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
+  lua_xmove(co, to, n);
+  return n;
 }
 
-/* Hands the results to the joiners, then lets the task go: only its
- * handle keeps it (and its results) alive from now on. */
-static void finish(lua_State *L, task *t, int nres) {
+/* Marks the task done, hands its results (all its stack holds) to the
+ * joiners and lets it go: only its handle keeps the thread alive now. */
+static void finish(lua_State *L, task *t) {
   task *j;
-  t->done = 1;
-  t->nres = nres;
+  TASK(t->co) = DONE;
   while ((j = t->jhead)) {
     t->jhead = j->next;
-    push_results(t, j->co);
-    wake(L, j, nres);
+    wake(L, j, push_results(t->co, j->co));
   }
-  t->jtail = NULL;
   unanchor(L, t);
+  release(t);
 }
 
 static int l_join(lua_State *L) {
-  task *t = checkself(L, task_mtp, "task");
-  if (t->done) {
-    push_results(t, L);
-    return t->nres;
-  }
+  lua_State *co = lua_tothread(L, 1);
+  if (!co) luaL_typeerror(L, 1, "task");
+  task *t = TASK(co);
+  if (t == DONE) return push_results(co, L);
+  if (!t) luaL_argerror(L, 1, "not a task");
   task *me = self(L);
   me->next = NULL;
   if (t->jtail) t->jtail->next = me; else t->jhead = me;
@@ -407,8 +406,19 @@ static void new_anchors(lua_State *L) {
   next_slot = 0;
 }
 
-/* Drops every task left: they become garbage once unanchored. */
+/* Drops every task left: their threads become garbage once unanchored
+ * (and no task any more for a handle kept somewhere). */
 static void reset(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, anchors_ref);
+  for (int i = 1; i <= next_slot; i++) {
+    lua_State *co;
+    if (lua_rawgeti(L, -1, i) == LUA_TTHREAD && (co = lua_tothread(L, -1))) {
+      release(TASK(co));
+      TASK(co) = NULL;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   rq_head = rq_n = 0;
   heap_n = 0;
   current = NULL;
@@ -422,7 +432,12 @@ static void step(lua_State *L, task *t) {
   if (st == LUA_YIELD) {
     if (nres) lua_pop(t->co, nres);
   } else if (st == LUA_OK) {
-    finish(L, t, nres);
+    int extra = lua_gettop(t->co) - nres; /* keep only the results */
+    if (extra > 0) {
+      lua_rotate(t->co, 1, -extra);
+      lua_settop(t->co, nres);
+    }
+    finish(L, t);
   } else {
     const char *msg = lua_tostring(t->co, -1);
     luaL_traceback(L, t->co, msg ? msg : "(error object is not a string)", 0);
@@ -433,8 +448,8 @@ static void step(lua_State *L, task *t) {
 
 static int l_run(lua_State *L) {
   if (current) return luaL_error(L, "limit: run inside run");
-  task *main = spawn_task(L); /* the stack is now just the main task */
-  while (!main->done) {
+  lua_State *main = spawn_task(L); /* the stack is now just main's thread */
+  while (TASK(main) != DONE) {
     if (rq_n == 0) {
       if (heap_n == 0) {
         reset(L);
@@ -454,20 +469,10 @@ static int l_run(lua_State *L) {
     if (heap_n) fire_due(L);
   }
   reset(L);
-  push_results(main, L);
-  return main->nres;
+  return push_results(main, L);
 }
 
 /* Module ---------------------------------------------------------------- */
-
-static int metatable(lua_State *L, const luaL_Reg *methods, const void **mtp) {
-  lua_newtable(L);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  *mtp = lua_topointer(L, -1);
-  return luaL_ref(L, LUA_REGISTRYINDEX);
-}
 
 int luaopen_limit(lua_State *L) {
   static const luaL_Reg task_m[] = { { "join", l_join }, { NULL, NULL } };
@@ -475,7 +480,18 @@ int luaopen_limit(lua_State *L) {
     { "run", l_run }, { "spawn", l_spawn }, { "yield", l_yield },
     { "now", l_now }, { "sleep", l_sleep }, { "semaphore", l_semaphore },
     { "channel", l_channel }, { NULL, NULL } };
-  task_mt = metatable(L, task_m, &task_mtp);
+  /* every thread: t:join(); threads made from now on copy the main
+   * thread's extra space, so make it say "no task" */
+  lua_pushthread(L);
+  lua_newtable(L);
+  lua_newtable(L);
+  luaL_setfuncs(L, task_m, 0);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  TASK(lua_tothread(L, -1)) = NULL;
+  lua_pop(L, 1);
   new_anchors(L);
   luaL_newlib(L, funcs);
   return 1;
