@@ -4,7 +4,8 @@
 -- bench/one.lua, alternating implementations run by run, and reports the
 -- medians, the corio/anchor ratios and whether each target is met.
 --
--- Usage: lua5.4 bench/run.lua [filter]     (filter: substring of a name)
+-- Usage: lua5.4 bench/run.lua [filter]
+-- (filter: substrings of workload names, comma-separated: spawn,channel)
 -- corio is found through LUA_PATH/LUA_CPATH (set by `make bench`, or by
 -- `eval "$(luarocks --lua-version=5.4 --tree=.rocks/5.4 path)"`).
 -- Environment: BENCH_RUNS (default 5), BENCH_SCALE (default 1: shrinks
@@ -349,7 +350,11 @@ end
 -- Main --------------------------------------------------------------------
 
 local function selected(w)
-  return not FILTER or w.name:find(FILTER, 1, true) ~= nil
+  if not FILTER then return true end
+  for part in FILTER:gmatch("[^,]+") do
+    if w.name:find(part, 1, true) then return true end
+  end
+  return false
 end
 
 local function rotate(list, k)
