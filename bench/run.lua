@@ -34,14 +34,17 @@ local ALL = { "corio", "luv", "cqueues", "limit" }
 -- median of one RESULT key; a target compares corio's median either to an
 -- absolute bound (abs) or to another implementation's median (vs).
 
+-- The rate per CPU second of the process, beside a wall-clock rate.
+local CPU_RATE = { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+                   fmt = "rate" }
+
 local WORKLOADS = {
   { name = "spawn_yield_join", module = "spawn", issue = 2,
     params = { n = 200000 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "tasks/s ({n} tasks spawn, yield once, join)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
-      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
-        fmt = "rate" },
+      CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "spawn_churn", module = "churn", issue = 11,
@@ -50,8 +53,7 @@ local WORKLOADS = {
       { key = "rate", metric = "tasks/s ({n} tasks in waves of {wave}, each yields once, "
           .. "wave joined)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
-      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
-        fmt = "rate" },
+      CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "sleep_100k", module = "sleep", issue = 2,
@@ -95,8 +97,7 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "acquisitions/s ({n} tasks, {permits} permits)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
-      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
-        fmt = "rate" },
+      CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "channel_64", module = "channel", issue = 4,
@@ -104,15 +105,13 @@ local WORKLOADS = {
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
-      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
-        fmt = "rate" },
+      CPU_RATE,
     } },
   { name = "channel_1", module = "channel", issue = 4,
     params = { n = 200000, cap = 1 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate" },
-      { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
-        fmt = "rate" },
+      CPU_RATE,
     } },
   { name = "fs_read_small", module = "fs", issue = 9, impls = { "corio", "luv" },
     params = { n = 10000, size = 1024 }, scaled = { "n" },
