@@ -6,7 +6,8 @@
  * queue, FIFO hand-off semaphore and channel, joinable results, sleeps
  * that never wake early), and nothing else: no cancellation, no
  * deadlines, no error handling beyond aborting the run, one scheduler per
- * process, one run at a time.
+ * process, one run at a time. Lua 5.4 only (lua_resume's signature, the
+ * extra space).
  *
  * API, as bench/rt_luv.lua: run(main, ...), spawn(fn, ...) -> task,
  * task:join() -> results, yield(), now(), sleep(secs), semaphore(n) with
@@ -20,12 +21,14 @@
  * and its C state (struct task, from a C free list, outside the Lua heap)
  * hangs off the thread's extra space (LUA_EXTRASPACE); a finished task's
  * extra space holds a "done" mark and its results are all its stack holds.
- * The ready queue is a C ring of task pointers. A task waits by queueing itself somewhere and returning
- * lua_yield(L, 0) from the C function it called; whoever wakes it pushes
- * the values that wait returns straight onto its (suspended) stack and
- * sets nargs, and the scheduler resumes it with them. A parked sender's
- * value stays in its own C frame (stack index 2) until a receiver takes
- * it. Sleeps are a binary heap of deadlines on CLOCK_MONOTONIC; when
+ * The ready queue is a C ring of task pointers. A task waits by queueing
+ * itself somewhere and returning lua_yield(L, 0) from the C function it
+ * called; whoever wakes it pushes the values that wait returns straight
+ * onto its (suspended) stack and sets nargs, and the scheduler resumes it
+ * with them. Semaphores and channels are tables of C closures over their
+ * state; a channel's ring is a Lua table (an upvalue), and a parked
+ * sender's value stays in its own C frame (stack index 2) until a
+ * receiver takes it. Coroutines are not reused. Sleeps are a binary heap of deadlines on CLOCK_MONOTONIC; when
  * nothing is ready the loop sleeps to the first one (clock_nanosleep,
  * absolute), and due timers fire after each batch of ready tasks.
  */
