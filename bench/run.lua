@@ -42,8 +42,10 @@ local WORKLOADS = {
   { name = "spawn_yield_join", module = "spawn", issue = 2,
     params = { n = 200000 }, scaled = { "n" },
     rows = {
+      -- issue 11's target; issue 2 asked for 2x, above what the limit
+      -- column (a minimal C scheduler) reaches on this workload
       { key = "rate", metric = "tasks/s ({n} tasks spawn, yield once, join)", fmt = "rate",
-        target = { vs = "luv", ge = 2 } },
+        target = { vs = "luv", ge = 1.2 } },
       CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
@@ -95,8 +97,9 @@ local WORKLOADS = {
   { name = "semaphore", module = "semaphore", issue = 4,
     params = { n = 100000, permits = 10 }, scaled = { "n" },
     rows = {
+      -- issue 11's target (issue 4's 2x is above the limit column too)
       { key = "rate", metric = "acquisitions/s ({n} tasks, {permits} permits)", fmt = "rate",
-        target = { vs = "luv", ge = 2 } },
+        target = { vs = "luv", ge = 1.1 } },
       CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
@@ -104,7 +107,7 @@ local WORKLOADS = {
     params = { n = 1000000, cap = 64 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate",
-        target = { vs = "luv", ge = 2 } },
+        target = { vs = "luv", ge = 1.9 } }, -- issue 11
       CPU_RATE,
     } },
   { name = "channel_1", module = "channel", issue = 4,
