@@ -354,13 +354,12 @@ struct corio_rt {
   corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
   /* Live tasks are anchored in a table at slots from a C free list
      (task.c); finished tasks' coroutines wait in an idle pool for reuse
-     (idle[] in C, anchored by the table idle_ref). */
+     until the next collection. */
   int slots_ref;
   int *slot_free;
   int slot_nfree, slot_top, slot_cap;
-  int idle_ref;
+  int idle_ref;            /* weak table 1..nidle of idle coroutines */
   int nidle;
-  lua_State **idle;        /* CORIO_IDLE_MAX slots, made on first use */
   corio_link io_objects;   /* corio_io_object nodes (io.c): torn down
                               when run returns and when collected */
   int tick_every;          /* task steps between two ticks (fairness) */
@@ -405,7 +404,8 @@ void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
 corio_task *corio_check_task(lua_State *L, int idx);
 /* The runtime's slot table and idle pool: made by rt_new, freed by the
    runtime's __gc. The pool keeps at most CORIO_IDLE_MAX coroutines (about
-   1 KiB each): enough for a server's wave of short tasks. */
+   1 KiB each: enough for a server's wave of short tasks), weakly: the
+   collector takes them back like other garbage. */
 #define CORIO_IDLE_MAX 1024
 void corio_task_slots_init(lua_State *L, corio_rt *rt);
 void corio_task_slots_free(lua_State *L, corio_rt *rt);

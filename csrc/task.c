@@ -50,8 +50,29 @@ const char *corio_task_status(const corio_task *t) {
 void corio_task_slots_init(lua_State *L, corio_rt *rt) {
   lua_newtable(L);
   rt->slots_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* weak values: idle coroutines live until the next collection, like
+     any garbage, so a burst of tasks leaves no memory held for long */
   lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
   rt->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Pushes an idle coroutine onto L and returns it, or NULL (none left).
+   The pool's table is weak: entries the collector cleared are skipped. */
+static lua_State *aux_idle_take(lua_State *L, corio_rt *rt) {
+  lua_State *co = NULL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
+  while (rt->nidle && !co) {
+    lua_rawgeti(L, -1, rt->nidle--);
+    co = lua_tothread(L, -1);
+    if (!co) lua_pop(L, 1);
+  }
+  if (co) lua_remove(L, -2);
+  else lua_pop(L, 1);
+  return co;
 }
 
 void corio_task_slots_free(lua_State *L, corio_rt *rt) {
@@ -59,8 +80,6 @@ void corio_task_slots_free(lua_State *L, corio_rt *rt) {
   if (rt->idle_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, rt->idle_ref);
   rt->slots_ref = rt->idle_ref = LUA_NOREF;
   rt->nidle = 0;
-  free(rt->idle);
-  rt->idle = NULL;
   free(rt->slot_free);
   rt->slot_free = NULL;
   rt->slot_nfree = rt->slot_cap = 0;
@@ -437,13 +456,8 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   corio_list_init(&t->joiners);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ctx->mt_ref[CORIO_MTR_TASK]);
   lua_setmetatable(L, -2);
-  if (rt->nidle) { /* an idle coroutine: it pushes itself */
-    t->co = rt->idle[--rt->nidle];
-    lua_pushthread(t->co);
-    lua_xmove(t->co, L, 1);
-  } else {
+  if (!rt->nidle || !(t->co = aux_idle_take(L, rt)))
     t->co = lua_newthread(L);
-  }
   corio_setuv(L, -2, 1);
   if (name) {
     lua_pushstring(L, name);
@@ -635,9 +649,6 @@ static void aux_wake_joiners(corio_task *t) {
    it here, lua_resetthread, cost a third of a spawn). */
 static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_State *co = t->co;
-  if (!rt->idle &&
-      !(rt->idle = (lua_State **)malloc(CORIO_IDLE_MAX * sizeof *rt->idle)))
-    return; /* no pool: the coroutine is just dropped */
   if (!lua_checkstack(L, 4)) return;
   corio_task_push(L, t);
   if (t->nargs) lua_xmove(co, L, 1);
@@ -649,9 +660,8 @@ static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
-  lua_rawseti(L, -2, rt->nidle + 1); /* anchors it while idle */
+  lua_rawseti(L, -2, ++rt->nidle); /* holds it (weakly) while idle */
   lua_pop(L, 1);
-  rt->idle[rt->nidle++] = co;
   t->co = NULL;
   t->flags |= CORIO_TF_MOVED;
 }
