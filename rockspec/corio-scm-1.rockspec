@@ -40,6 +40,7 @@ build = {
         "csrc/core.c",
         "csrc/module.c",
         "csrc/runtime.c",
+        "csrc/host.c",
         "csrc/task.c",
         "csrc/time.c",
         "csrc/scope.c",
@@ -72,5 +73,6 @@ build = {
     ["corio.map"] = "lua/corio/map.lua",
     ["corio.test"] = "lua/corio/test.lua",
     ["corio.net"] = "lua/corio/net.lua",
+    ["corio.luv"] = "lua/corio/luv.lua",
   },
 }
