@@ -670,7 +670,8 @@ static int lcorio_run(lua_State *L) {
    runtime started by rt:start is first cancelled and run to its end. */
 static int lrt_close(lua_State *L) {
   corio_rt *rt = check_rt(L, 1);
-  if (rt->host == CORIO_HOST_STARTED) corio_host_cancel(L, rt);
+  if (rt->host == CORIO_HOST_STARTED || rt->host == CORIO_HOST_STEPPING)
+    corio_host_cancel(L, rt);
   if (rt->running) return luaL_error(L, "close: the runtime is running");
   rt_close_loop(rt);
   return 0;
