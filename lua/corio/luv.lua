@@ -17,7 +17,8 @@
 -- When the run is over (rt:step() returned false) the handles are closed
 -- and on_done(rt:result()) is called: on_done(true, main's results...)
 -- or on_done(false, err). Without on_done a failed run's error is raised
--- from the luv callback, where luv (or Neovim) reports it; a successful
+-- (as tostring(err)) from the luv callback, where luv (or Neovim) reports
+-- it (standalone luv prints it and exits the process); a successful
 -- run's results stay readable with rt:result(). An error raised by
 -- rt:step itself ends the attachment the same way (on_done(false, err)
 -- or raised).
@@ -108,7 +109,8 @@ function M.attach(rt, opts)
     self._release()
     self.done = true
     if on_done then return on_done(...) end
-    if raise and not (...) then error((select(2, ...)), 0) end
+    -- raised as a string: luv and Neovim print only strings
+    if raise and not (...) then error(tostring((select(2, ...))), 0) end
   end
 
   local function drive()
