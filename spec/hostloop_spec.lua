@@ -3,6 +3,7 @@
 -- host loops (the luv-driven ones are in luv_spec.lua and neovim_spec.lua).
 local corio = require "corio"
 local H = require "helper"
+local proc = require "fixtures.proc"
 
 -- The host's own wait: a separate runtime sleeping ms milliseconds (the
 -- hosted runtime is idle between steps, so another one may run).
@@ -392,8 +393,25 @@ describe("host loop", function()
     b:close()
   end)
 
-  it("a started runtime dropped without close is freed at lua_close", function()
-    -- anchored while started: collecting garbage does not finalize it
+  it("closing the Lua state between two steps neither crashes, leaks nor prints", function()
+    local r = proc.run("host_close_state.lua", "between")
+    assert.equal("", r.stderr)
+    assert.equal("stepped\n", r.stdout)
+    assert.equal(0, r.code)
+  end)
+
+  it("closing the Lua state from a task during a step neither crashes, leaks nor prints", function()
+    if _VERSION == "Lua 5.1" then
+      pending("os.exit cannot close the state on Lua 5.1 and LuaJIT")
+      return
+    end
+    local r = proc.run("host_close_state.lua", "inside")
+    assert.equal("", r.stderr)
+    assert.equal("", r.stdout)
+    assert.equal(0, r.code)
+  end)
+
+  it("a started runtime is anchored: collecting garbage does not finalize it", function()
     local rt = corio.runtime()
     rt:start(function() corio.sleep(3600) end)
     rt:step()

@@ -4,6 +4,7 @@
 -- timer that stops the loop.
 local corio = require "corio"
 local H = require "helper"
+local proc = require "fixtures.proc"
 
 local has_luv, uv = pcall(require, "luv")
 
@@ -20,13 +21,6 @@ local function run_loop(secs)
   if not dog:is_closing() then dog:close() end
   uv.run("nowait") -- let the close finish
   assert(not fired, "luv loop still running after " .. secs .. " s")
-end
-
--- The interpreter running busted (arg's lowest index), for subprocesses.
-local function interpreter()
-  local i = -1
-  while arg[i - 1] do i = i - 1 end
-  return arg[i]
 end
 
 describe("corio.luv.attach", function()
@@ -77,11 +71,10 @@ describe("corio.luv.attach", function()
   end)
 
   it("without on_done raises a failure of main from the luv callback", function()
-    local f = assert(io.popen(interpreter() .. " spec/fixtures/luv_raise.lua 2>&1"))
-    local out = f:read("*a")
-    f:close()
-    assert.matches("main broke loudly", out)
-    assert.not_matches("not reached", out)
+    local r = proc.run("luv_raise.lua")
+    assert.matches("main broke loudly", r.stderr)
+    assert.equal("", r.stdout) -- "not reached" is not
+    assert.not_equal(0, r.code)
   end)
 
   it("close cancels the run, runs the tasks' cleanup and ends the luv loop", function()
