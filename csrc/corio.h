@@ -295,7 +295,7 @@ struct corio_rt {
   uint64_t vnow;           /* virtual clock, ns */
   uint64_t armed_due;      /* what uvtimer is armed for, 0 = stopped */
   int virtual_clock;
-  int running;             /* inside rt:run() */
+  int running;             /* inside rt:run(), or started by rt:start */
   int reaping;             /* main finished: the rest are being cancelled */
   int deadlock_ref;        /* the deadlock error, LUA_NOREF if none */
   int pending_ref;         /* errors of collected, unobserved failed tasks

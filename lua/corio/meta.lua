@@ -180,6 +180,7 @@ function Runtime:step() end
 
 ---Host loop: main's outcome once `step` returned false: `true, results...` or
 ---`false, err` (like `t:wait()`; a deadlock or a cancellation by `close` is `false, err`).
+---It is the outcome of the last run started by `start`.
 ---@return boolean ok
 ---@return any ... main's results, or its error
 function Runtime:result() end
