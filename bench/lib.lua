@@ -94,6 +94,24 @@ function M.result_line(t)
   return table.concat(parts, " ")
 end
 
+--- The "## " sections of a report's text whose titles start with none of
+--- `generated` (sections written by hand), as an array of lines in order.
+function M.kept_sections(text, generated)
+  local out, keep = {}, false
+  for line in text:gmatch("([^\n]*)\n?") do
+    local title = line:match("^## (.*)$")
+    if title then
+      keep = true
+      for _, g in ipairs(generated) do
+        if title:sub(1, #g) == g then keep = false end
+      end
+    end
+    if keep then out[#out + 1] = line end
+  end
+  while out[#out] == "" do out[#out] = nil end
+  return out
+end
+
 --- Parse "RESULT k=v ..." into a table (numbers converted), or nil.
 function M.parse_result(line)
   local body = line:match("^RESULT%s+(.*)$")

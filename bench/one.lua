@@ -3,7 +3,8 @@
 --   RESULT workload=spawn impl=corio rate=... cpu_s=... hwm_kb=...
 -- or "SKIP <reason>" when the implementation or an API it needs is missing.
 -- Usage: lua5.4 bench/one.lua WORKLOAD IMPL [key=value ...]
---   WORKLOAD names bench/w_WORKLOAD.lua; IMPL is corio, luv, cqueues, bare or c.
+--   WORKLOAD names bench/w_WORKLOAD.lua; IMPL is corio, luv, cqueues, limit, bare
+--   or c.
 local root = arg[0]:match("^(.-)bench/one%.lua$") or ""
 package.path = root .. "?.lua;" .. package.path
 
@@ -24,6 +25,7 @@ end
 
 local modules = {
   corio = "corio", luv = "bench.rt_luv", cqueues = "bench.rt_cqueues",
+  limit = "bench.rt_limit",
 }
 
 local rt

@@ -1,16 +1,21 @@
--- Benchmark driver: runs every workload in corio, luv and cqueues, each
--- (workload, implementation, run) in its own fresh interpreter via
+-- Benchmark driver: runs every workload in corio, luv, cqueues and limit
+-- (bench/c/limit.c, a minimal C scheduler: what is physically possible),
+-- each (workload, implementation, run) in its own fresh interpreter via
 -- bench/one.lua, alternating implementations run by run, and reports the
 -- medians, the corio/anchor ratios and whether each target is met.
 --
--- Usage: lua5.4 bench/run.lua [filter]     (filter: substring of a name)
+-- Usage: lua5.4 bench/run.lua [filter]
+-- (filter: substrings of workload names, comma-separated: spawn,channel)
 -- corio is found through LUA_PATH/LUA_CPATH (set by `make bench`, or by
 -- `eval "$(luarocks --lua-version=5.4 --tree=.rocks/5.4 path)"`).
 -- Environment: BENCH_RUNS (default 5), BENCH_SCALE (default 1: shrinks
 -- counts for trial runs), BENCH_LUA (default lua5.4), BENCH_TIMEOUT
--- (seconds per run, default 120).
--- A full unscaled run writes bench/RESULTS.md; a filtered or scaled one
--- writes bench/out/RESULTS.md so it never replaces the full table.
+-- (seconds per run, default 120), BENCH_LUA_INC (Lua 5.4 headers for
+-- building bench/c/limit.c, default /usr/include/lua5.4).
+-- A full unscaled run writes bench/RESULTS.md, keeping the sections of
+-- the old one that it does not generate (notes written by hand); a
+-- filtered or scaled one writes bench/out/RESULTS.md so it never replaces
+-- the full table.
 local root = arg[0]:match("^(.-)bench/run%.lua$") or ""
 package.path = root .. "?.lua;" .. package.path
 
@@ -22,19 +27,35 @@ local TIMEOUT = tonumber(os.getenv("BENCH_TIMEOUT") or "") or 120
 local SCALE = lib.scale()
 local FILTER = arg[1]
 
-local ALL = { "corio", "luv", "cqueues" }
+local ALL = { "corio", "luv", "cqueues", "limit" }
 
 -- Workloads --------------------------------------------------------------
 -- params marked in `scaled` shrink with BENCH_SCALE. Each row reports the
 -- median of one RESULT key; a target compares corio's median either to an
 -- absolute bound (abs) or to another implementation's median (vs).
 
+-- The rate per CPU second of the process, beside a wall-clock rate.
+local CPU_RATE = { key = "cpu_rate", metric = "the same per CPU second (steadier on a busy machine)",
+                   fmt = "rate" }
+
 local WORKLOADS = {
   { name = "spawn_yield_join", module = "spawn", issue = 2,
     params = { n = 200000 }, scaled = { "n" },
     rows = {
+      -- issue 11's target; issue 2 asked for 2x, above what the limit
+      -- column (a minimal C scheduler) reaches on this workload
       { key = "rate", metric = "tasks/s ({n} tasks spawn, yield once, join)", fmt = "rate",
+        target = { vs = "luv", ge = 1.2 } },
+      CPU_RATE,
+      { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
+    } },
+  { name = "spawn_churn", module = "churn", issue = 11,
+    params = { n = 1000000, wave = 1000 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "tasks/s ({n} tasks in waves of {wave}, each yields once, "
+          .. "wave joined)", fmt = "rate",
         target = { vs = "luv", ge = 2 } },
+      CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "sleep_100k", module = "sleep", issue = 2,
@@ -60,10 +81,13 @@ local WORKLOADS = {
       { key = "cpu_s", metric = "CPU time (~0.2 s of sleeping)", fmt = "s" },
     } },
   { name = "memory_parked", module = "memory", issue = 2,
-    impls = { "corio", "luv", "cqueues", "bare" },
+    impls = { "corio", "luv", "cqueues", "limit", "bare" },
     params = { n = 20000 }, scaled = { "n" },
     rows = {
       { key = "heap_per_task", metric = "Lua heap per parked task ({n} tasks)", fmt = "bytes",
+        target = { vs = "bare", le = 1.15 } },
+      { key = "heap_exact", metric = "Lua heap per parked task, exact (median growth "
+          .. "of 64 more, one at a time)", fmt = "bytes",
         target = { vs = "bare", le = 1.15 } },
       { key = "rss_per_task", metric = "RSS per parked task", fmt = "bytes",
         target = { vs = "bare", le = 1.15 } },
@@ -73,20 +97,24 @@ local WORKLOADS = {
   { name = "semaphore", module = "semaphore", issue = 4,
     params = { n = 100000, permits = 10 }, scaled = { "n" },
     rows = {
+      -- issue 11's target (issue 4's 2x is above the limit column too)
       { key = "rate", metric = "acquisitions/s ({n} tasks, {permits} permits)", fmt = "rate",
-        target = { vs = "luv", ge = 2 } },
+        target = { vs = "luv", ge = 1.1 } },
+      CPU_RATE,
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
   { name = "channel_64", module = "channel", issue = 4,
     params = { n = 1000000, cap = 64 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate",
-        target = { vs = "luv", ge = 2 } },
+        target = { vs = "luv", ge = 1.9 } }, -- issue 11
+      CPU_RATE,
     } },
   { name = "channel_1", module = "channel", issue = 4,
     params = { n = 200000, cap = 1 }, scaled = { "n" },
     rows = {
       { key = "rate", metric = "messages/s ({n}, capacity {cap})", fmt = "rate" },
+      CPU_RATE,
     } },
   { name = "fs_read_small", module = "fs", issue = 9, impls = { "corio", "luv" },
     params = { n = 10000, size = 1024 }, scaled = { "n" },
@@ -183,6 +211,9 @@ local PROBES = {
       (package.searchpath("corio.core", package.cpath) or "?") .. ")")]],
   luv = [[local uv = require "luv"; print("libuv " .. uv.version_string())]],
   cqueues = [[local cq = require "cqueues"; print(cq.VERSION)]],
+  -- builds bench/out/limit.so if needed
+  limit = ("package.path = %q .. package.path; require 'bench.rt_limit'; "):format(
+    root .. "?.lua;") .. [[print("bench/c/limit.c, gcc -O2, " .. _VERSION .. " C API")]],
 }
 
 -- Which implementations load, and their versions.
@@ -321,7 +352,11 @@ end
 -- Main --------------------------------------------------------------------
 
 local function selected(w)
-  return not FILTER or w.name:find(FILTER, 1, true) ~= nil
+  if not FILTER then return true end
+  for part in FILTER:gmatch("[^,]+") do
+    if w.name:find(part, 1, true) then return true end
+  end
+  return false
 end
 
 local function rotate(list, k)
@@ -391,8 +426,9 @@ end
 
 local function main_table(results)
   local lines = {
-    "| workload | metric | corio | luv | cqueues | corio/luv | corio/cqueues | target | met? |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| workload | metric | corio | luv | cqueues | limit | corio/luv | corio/cqueues "
+      .. "| corio/limit | limit/luv | target | met? |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   }
   for _, entry in ipairs(results) do
     local w, samples = entry.w, entry.samples
@@ -409,11 +445,14 @@ local function main_table(results)
         end
         met = target_met(row.target, med.corio, med)
       end
-      lines[#lines + 1] = ("| %s (#%d) | %s | %s | %s | %s | %s | %s | %s | %s |"):format(
-        w.name, w.issue, label(row.metric, params), fmt_value(med.corio, row.fmt),
-        fmt_value(med.luv, row.fmt), fmt_value(med.cqueues, row.fmt),
-        row.noratio and "—" or fmt_ratio(med.corio, med.luv),
-        row.noratio and "—" or fmt_ratio(med.corio, med.cqueues), target, met)
+      local function ratio(a, b)
+        return row.noratio and "—" or fmt_ratio(med[a], med[b])
+      end
+      lines[#lines + 1] = ("| %s (#%d) | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |")
+        :format(w.name, w.issue, label(row.metric, params), fmt_value(med.corio, row.fmt),
+          fmt_value(med.luv, row.fmt), fmt_value(med.cqueues, row.fmt),
+          fmt_value(med.limit, row.fmt), ratio("corio", "luv"), ratio("corio", "cqueues"),
+          ratio("corio", "limit"), ratio("limit", "luv"), target, met)
     end
   end
   return lines
@@ -442,7 +481,18 @@ local function combinator_table(samples)
   return lines
 end
 
-local function write_report(path, results, have, versions, notes, mach, elapsed)
+-- Titles (prefixes) of the "## " sections write_report generates.
+local GENERATED = { "Runtime core", "Combinator overhead", "Notes" }
+
+local function write_report(path, results, have, versions, notes, mach, elapsed, keep_old)
+  local old = {}
+  if keep_old then
+    local f = io.open(path, "r")
+    if f then
+      old = lib.kept_sections(f:read("a"), GENERATED)
+      f:close()
+    end
+  end
   local out = {
     "# corio benchmarks",
     "",
@@ -468,9 +518,15 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
   out[#out + 1] = "`bench/rt_cqueues.lua` (cqueues.condition). Rates are timed with one"
   out[#out + 1] = "stopwatch for all (luv's hrtime, loaded in every process); lateness"
   out[#out + 1] = "uses each implementation's own clock. luv timers have 1 ms"
-  out[#out + 1] = "granularity, so luv can wake up to 1 ms early."
+  out[#out + 1] = "granularity, so luv can wake up to 1 ms early. limit is"
+  out[#out + 1] = "`bench/c/limit.c`, built by the bench: a minimal C scheduler over bare"
+  out[#out + 1] = "coroutines (a task is its thread, its C state outside the Lua heap; C"
+  out[#out + 1] = "ready ring, hand-off semaphore and channel, a heap of deadlines; no"
+  out[#out + 1] = "cancellation, no error handling, no coroutine reuse), so corio/limit reads"
+  out[#out + 1] = "as the fraction of what is possible on this Lua, and limit/luv as what"
+  out[#out + 1] = "a scheduler in C gains over luv without reusing coroutines."
   out[#out + 1] = ""
-  out[#out + 1] = "## Runtime core (#2) and synchronisation (#4)"
+  out[#out + 1] = "## Runtime core (#2, #11) and synchronisation (#4)"
   out[#out + 1] = ""
   for _, l in ipairs(main_table(results)) do out[#out + 1] = l end
   for _, entry in ipairs(results) do
@@ -483,6 +539,10 @@ local function write_report(path, results, have, versions, notes, mach, elapsed)
       out[#out + 1] = ""
       for _, l in ipairs(combinator_table(entry.samples)) do out[#out + 1] = l end
     end
+  end
+  if #old > 0 then
+    out[#out + 1] = ""
+    for _, l in ipairs(old) do out[#out + 1] = l end
   end
   if #notes > 0 then
     out[#out + 1] = ""
@@ -525,7 +585,7 @@ local function main()
   local dir = root .. "bench/" .. (full and "" or "out/")
   if not full then os.execute("mkdir -p " .. shell_quote(dir)) end
   local report = write_report(dir .. "RESULTS.md", results, have, versions, notes, mach,
-    lib.clock() - t0)
+    lib.clock() - t0, full)
   os.execute("mkdir -p " .. shell_quote(root .. "bench/out"))
   local f = io.open(root .. "bench/out/raw.txt", "w")
   if f then

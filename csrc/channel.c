@@ -2,13 +2,19 @@
  * channel.c: corio.channel(capacity), a bounded multi-producer
  * multi-consumer FIFO on the await protocol of corio.h.
  *
- * Storage: a ring of `capacity` slots in a Lua table made once at creation
- * (its array part, keys 1..capacity, never rehashed: only those keys are
- * ever written), anchored by a registry reference so that abort hooks,
- * which have no stack holding the channel, can reach it. A parked sender
- * keeps its value in a registry reference (t->wait.arg) until a receiver
- * takes it or the send ends; luaL_ref recycles its slots, so a steady
- * stream of parked sends does not grow the registry either.
+ * Storage: a ring of `capacity` slots. On Lua 5.4 it is reached through
+ * the channel object, at index 1 of every method and of a parked
+ * receiver's suspended frame (so abort hooks find it at index 1 of
+ * t->co): up to RING_UV_MAX slots the ring is the channel's own user
+ * values, so a send or receive is one lua_setiuservalue or
+ * lua_getiuservalue; above, a Lua table that is user value 1. Before
+ * 5.4 (where a yield moves the frame, and a userdata has one user value)
+ * it is a table anchored by a registry reference. A table is made once
+ * at creation (its array part, keys 1..capacity, never rehashed). A
+ * parked sender keeps its value in a registry reference (t->wait.arg)
+ * until a receiver takes it or the send ends; luaL_ref recycles its
+ * slots, so a steady stream of parked sends does not grow the registry
+ * either.
  *
  * Invariants (between any two calls):
  *   - receivers are parked only while the ring is empty;
@@ -39,30 +45,59 @@
 #define RECV_GOT 1
 
 typedef struct chan {
+  const char *tag;        /* CHAN_MT (corio_checktagged) */
   lua_Integer cap;
   lua_Integer head;       /* ring index of the oldest value */
   lua_Integer count;      /* values in the ring */
   corio_link senders;     /* FIFO; t->wait.arg = registry ref of the value */
   corio_link receivers;   /* FIFO; t->wait.arg = 0, RECV_GOT once served */
-  int buf_ref;            /* registry ref of the ring table */
+  int buf_ref;            /* before 5.4: registry ref of the ring table */
+  uint8_t uvring;         /* the ring is the user values (see above) */
   uint8_t closed;
 } chan;
 
 static chan *check_chan(lua_State *L) {
-  return (chan *)corio_checkudata(L, 1, CHAN_MT);
+  return (chan *)corio_checktagged(L, 1, CHAN_MT, sizeof(chan));
 }
 
 static int aux_gone(corio_task *t) { return t->rt == NULL; }
 
 /* ----------------------------------------------------------------- ring */
 
+#if LUA_VERSION_NUM >= 504
+#define RING_UV_MAX 65534 /* lua_newuserdatauv's limit */
+#else
+#define RING_UV_MAX 0
+#endif
+
+/* Pushes the ring table (table mode; on 5.4 the channel is at index 1). */
+static void ring_table(lua_State *X, chan *ch) {
+#if LUA_VERSION_NUM >= 504
+  (void)ch;
+  lua_getiuservalue(X, 1, 1);
+#else
+  lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
+#endif
+}
+
+/* Pops the value on top of X into ring slot i (0-based). */
+static void ring_set(lua_State *X, chan *ch, lua_Integer i) {
+#if RING_UV_MAX
+  if (ch->uvring) {
+    lua_setiuservalue(X, 1, (int)i + 1);
+    return;
+  }
+#endif
+  ring_table(X, ch);
+  lua_insert(X, -2);
+  lua_rawseti(X, -2, (int)i + 1);
+  lua_pop(X, 1);
+}
+
 /* Stores a copy of X's index idx into ring slot i (0-based). */
 static void ring_store(lua_State *X, chan *ch, int idx, lua_Integer i) {
-  idx = lua_absindex(X, idx);
-  lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
   lua_pushvalue(X, idx);
-  lua_rawseti(X, -2, (int)(i + 1));
-  lua_pop(X, 1);
+  ring_set(X, ch, i);
 }
 
 static void ring_push_back(lua_State *X, chan *ch, int idx) {
@@ -79,12 +114,21 @@ static void ring_push_front(lua_State *X, chan *ch, int idx) {
 /* Pushes the oldest value onto X and clears its slot. */
 static void ring_pop_front(lua_State *X, chan *ch) {
   int slot = (int)(ch->head + 1);
-  lua_rawgeti(X, LUA_REGISTRYINDEX, ch->buf_ref);
-  lua_rawgeti(X, -1, slot);
-  lua_pushnil(X);
-  lua_rawseti(X, -3, slot);
-  lua_remove(X, -2);
-  ch->head = (ch->head + 1) % ch->cap;
+#if RING_UV_MAX
+  if (ch->uvring) {
+    lua_getiuservalue(X, 1, slot);
+    lua_pushnil(X);
+    lua_setiuservalue(X, 1, slot);
+  } else
+#endif
+  {
+    ring_table(X, ch);
+    lua_rawgeti(X, -1, slot);
+    lua_pushnil(X);
+    lua_rawseti(X, -3, slot);
+    lua_remove(X, -2);
+  }
+  ch->head = slot < ch->cap ? slot : 0;
   ch->count--;
 }
 
@@ -207,15 +251,30 @@ static int lch_new(lua_State *L) {
   chan *ch;
   luaL_argcheck(L, cap >= 0 && cap <= CHAN_MAX, 1,
                 "capacity must be between 0 and 2^24");
-  ch = (chan *)corio_newudata(L, sizeof *ch, 0);
-  memset(ch, 0, sizeof *ch);
+  {
+    int uv = cap > 0 && cap <= RING_UV_MAX;
+#if LUA_VERSION_NUM >= 504
+    ch = (chan *)lua_newuserdatauv(L, sizeof *ch, uv ? (int)cap : 1);
+#else
+    ch = (chan *)lua_newuserdata(L, sizeof *ch);
+#endif
+    memset(ch, 0, sizeof *ch);
+    ch->uvring = (uint8_t)uv;
+  }
+  ch->tag = CHAN_MT;
   ch->cap = cap;
-  ch->buf_ref = LUA_NOREF;
   corio_list_init(&ch->senders);
   corio_list_init(&ch->receivers);
   luaL_setmetatable(L, CHAN_MT);
-  lua_createtable(L, (int)cap, 0);
-  ch->buf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  ch->buf_ref = LUA_NOREF;
+  if (!ch->uvring) {
+    lua_createtable(L, (int)cap, 0);
+#if LUA_VERSION_NUM >= 504
+    lua_setiuservalue(L, -2, 1);
+#else
+    ch->buf_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#endif
+  }
   return 1;
 }
 
@@ -224,11 +283,33 @@ static void aux_check_value(lua_State *L) {
                 "nil cannot be sent on a channel");
 }
 
+/* The fast paths: a task's send or recv without options that neither
+   parks nor hands a value to a parked task (the ring has room, or
+   values) is a few stack operations on the ring, the user value of the
+   channel at index 1; the wait machinery is not touched. Cancellation
+   and the right to wait are checked as at any await. */
+static int aux_fast_ok(lua_State *L, chan *ch, int nargs) {
+  corio_task *t;
+  if (lua_gettop(L) != nargs || ch->closed) return 0;
+  t = corio_task_running(L);
+  return t && corio_isyieldable(t->rt->ctx->vm_isyieldable, L) &&
+         !corio_task_cancel_pending(t);
+}
+
 /* ch:send(v, [{timeout = s}]) -> true | nil, err */
 static int lch_send(lua_State *L) {
   chan *ch = check_chan(L);
   double timeout;
   corio_task *t;
+  if (ch->count < ch->cap && corio_list_empty(&ch->receivers) &&
+      !lua_isnil(L, 2) && aux_fast_ok(L, ch, 2)) {
+    lua_Integer i = ch->head + ch->count;
+    lua_settop(L, 2);
+    ring_set(L, ch, i < ch->cap ? i : i - ch->cap);
+    ch->count++;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   aux_check_value(L);
   timeout = corio_opt_timeout(L, 3, "send");
   t = corio_await_begin(L, "send");
@@ -255,8 +336,15 @@ static int lch_try_send(lua_State *L) {
 /* ch:recv([{timeout = s}]) -> v | nil, err ("closed" once drained) */
 static int lch_recv(lua_State *L) {
   chan *ch = check_chan(L);
-  double timeout = corio_opt_timeout(L, 2, "recv");
-  corio_task *t = corio_await_begin(L, "recv");
+  double timeout;
+  corio_task *t;
+  if (ch->count > 0 && corio_list_empty(&ch->senders) &&
+      aux_fast_ok(L, ch, 1)) {
+    ring_pop_front(L, ch);
+    return 1;
+  }
+  timeout = corio_opt_timeout(L, 2, "recv");
+  t = corio_await_begin(L, "recv");
   if (ch_take(L, ch)) return 1;
   if (ch->closed) return corio_fail(L, "closed", "channel is closed");
   t->wait.arg = 0;
@@ -321,7 +409,7 @@ static int lch_gc(lua_State *L) {
   }
   while (corio_list_shift(&ch->receivers) != NULL) {
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, ch->buf_ref);
+  if (ch->buf_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, ch->buf_ref);
   ch->buf_ref = LUA_NOREF;
   ch->count = ch->head = 0;
   ch->cap = 0;

@@ -16,6 +16,7 @@
 
 const char corio_raise_mark = 0;
 const char corio_retry_mark = 0;
+CORIO_TLS corio_rt *corio_running = NULL;
 
 #define CTX_KEY "corio.ctx"
 #define ERROR_MT "corio.Error"
@@ -124,6 +125,16 @@ static void aux_class(lua_State *L, const char *name, const luaL_Reg *methods,
   corio_setfuncs(L, awaits, await);
   lua_setfield(L, -2, "__index");
   corio_setfuncs(L, meta, 0);
+}
+
+void corio_class_ref(lua_State *L, int which) {
+  corio_ctx *ctx;
+  lua_getfield(L, LUA_REGISTRYINDEX, CTX_KEY);
+  ctx = (corio_ctx *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (ctx->mt_ref[which] > 0) return; /* opened again: the same table */
+  lua_pushvalue(L, -1);
+  ctx->mt_ref[which] = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,

@@ -144,6 +144,9 @@ enum {
                                     (init.lua's ypcall): it stands for the
                                     task that opened its nursery */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
+#define CORIO_TF_MOVED     0x80  /* done: its coroutine went back to the
+                                    runtime's idle pool; its one result,
+                                    if any, is user value 1 (co == NULL) */
 
 struct corio_task {
   corio_link link;        /* ready queue or one wait list */
@@ -158,7 +161,8 @@ struct corio_task {
   corio_timer timer;      /* sleep, and the timeout of the current wait */
   lua_Integer id;
   uint64_t born;          /* runtime clock at spawn (ns), for `age` */
-  int ref;                /* registry ref anchoring the task while live */
+  int ref;                /* slot in rt->slots anchoring it while live,
+                             or LUA_NOREF */
   int nargs;              /* values on co handed over at the next resume */
   uint8_t state;          /* CORIO_READY ... */
   uint8_t flags;          /* CORIO_TF_* */
@@ -200,11 +204,17 @@ struct corio_scope {
 
 /* Per-Lua-state context: upvalue 1 of every function the module exports. */
 #define CORIO_MT_CACHE 32
+enum { CORIO_MTR_TASK, CORIO_MTR_TASK_GC, CORIO_MTR_PERMIT,
+       CORIO_MTR_GUARD };
+
 struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
   lua_Integer next_id;
   corio_yieldable_fn vm_isyieldable; /* see compat.h */
   int pool_code_id;       /* last id given to a pool function (pool.c) */
+  /* registry refs of the metatables set on hot paths (an integer key:
+     no string lookup), CORIO_MTR_* */
+  int mt_ref[4];
   /* class name (the literal's address) -> its metatable, so that checking
      a userdata's type is a pointer compare, not a registry string lookup */
   struct { const char *name; const void *mt; } mtc[CORIO_MT_CACHE];
@@ -218,6 +228,19 @@ extern const char corio_raise_mark;
 extern const char corio_retry_mark;
 
 corio_ctx *corio_ctx_get(lua_State *L);
+
+/* The runtime running on this OS thread (set by rt:run, saved and put
+   back around it), so hot paths find the running task without reading
+   an upvalue: the task is rt->current when its coroutine is L. Initial-
+   exec TLS: a dlopen'd module gets it from glibc's static TLS surplus,
+   and an access is one instruction (the default model calls a function,
+   which measured no better than the upvalue). */
+#if defined(__GNUC__)
+#define CORIO_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define CORIO_TLS
+#endif
+extern CORIO_TLS corio_rt *corio_running;
 /* Registers l into the table on top, each with the ctx as upvalue 1. On Lua
    5.1/LuaJIT, awaiting functions are wrapped so that a raise request turns
    into an error: register every function that may park with await=1, and
@@ -230,6 +253,9 @@ void corio_class(lua_State *L, const char *name, const luaL_Reg *methods,
                  const luaL_Reg *await_methods, const luaL_Reg *meta);
 /* The same for a class whose waiting methods may start over after a
    budget wait (corio_await_retry): they are registered with await=2. */
+/* Records the metatable on top of L as ctx->mt_ref[which] (L must be in
+   an opener: the ctx comes from the registry). */
+void corio_class_ref(lua_State *L, int which);
 void corio_class_retry(lua_State *L, const char *name,
                        const luaL_Reg *methods, const luaL_Reg *retry_methods,
                        const luaL_Reg *meta);
@@ -238,6 +264,18 @@ void corio_class_retry(lua_State *L, const char *name,
    Only for functions registered with corio_setfuncs (ctx upvalue). */
 void *corio_checkudata(lua_State *L, int idx, const char *tname);
 void *corio_testudata(lua_State *L, int idx, const char *tname); /* NULL */
+
+/* The hot classes (channel, semaphore) begin their struct with a pointer
+   to their metatable's name literal: checking self costs two API calls
+   and a compare, no metatable lookup. A foreign userdata cannot hold that
+   address by chance; on a mismatch the error is corio_checkudata's. */
+static inline void *corio_checktagged(lua_State *L, int idx,
+                                      const char *tname, size_t size) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_rawlen(L, idx) == size && *(const char *const *)p == tname)
+    return p;
+  return corio_checkudata(L, idx, tname);
+}
 
 /* The one error type. Pushes a new error table {kind, message, code}. */
 void corio_error_push(lua_State *L, const char *kind, const char *code,
@@ -314,6 +352,15 @@ struct corio_rt {
   uv_signal_t dump_handle;
   corio_budget io;         /* max_io: I/O operations in flight (io.c) */
   corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
+  /* Live tasks are anchored in a table at slots from a C free list
+     (task.c); finished tasks' coroutines wait in an idle pool for reuse
+     (idle[] in C, anchored by the table idle_ref). */
+  int slots_ref;
+  int *slot_free;
+  int slot_nfree, slot_top, slot_cap;
+  int idle_ref;
+  int nidle;
+  lua_State **idle;        /* CORIO_IDLE_MAX slots, made on first use */
   corio_link io_objects;   /* corio_io_object nodes (io.c): torn down
                               when run returns and when collected */
   int tick_every;          /* task steps between two ticks (fairness) */
@@ -333,6 +380,15 @@ struct corio_rt {
   int host_ref;            /* {rt while started, main, the run's error} */
 };
 
+/* The task whose coroutine is L, if L is the running task of the runtime
+   running on this thread; NULL otherwise (not in a task, a nested
+   coroutine, another Lua state): then take the slow path. */
+static inline corio_task *corio_task_running(lua_State *L) {
+  corio_rt *rt = corio_running;
+  corio_task *t = rt ? rt->current : NULL;
+  return t && t->co == L ? t : NULL;
+}
+
 /* Queue d (no-op if already queued); see corio_deferred. */
 void corio_rt_defer(corio_rt *rt, corio_deferred *d);
 
@@ -349,7 +405,7 @@ void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
 
 /* A run's phases, shared by rt:run and the host loop (host.c): begin
    binds rt to L and spawns main (pushed); drive runs the scheduler
-   protected, with ctx->rt set by the caller, and sets *done when every
+   protected, with rt bound by the caller, and sets *done when every
    task has finished (an error that escaped is left on top of L, after the
    tasks were cancelled and driven to their end); end reports what nobody
    observed, tears the run down and returns its status: not LUA_OK with
@@ -359,9 +415,13 @@ enum { CORIO_DRIVE_RUN,    /* until done, blocking (rt:run) */
        CORIO_DRIVE_STEP,   /* never blocks; at most one batch (rt:step) */
        CORIO_DRIVE_CANCEL  /* cancel every task, then as RUN (rt:close) */
 };
+/* bind makes rt the runtime running (ctx->rt, corio_running) and returns
+   the one it replaces; unbind puts that one back (end does it first). */
+corio_rt *corio_rt_bind(corio_rt *rt);
+void corio_rt_unbind(corio_rt *rt, corio_rt *outer);
 void corio_rt_begin(lua_State *L, corio_rt *rt, int fnidx, int nargs);
 int corio_rt_drive(lua_State *L, corio_rt *rt, int how, int *done);
-int corio_rt_end(lua_State *L, corio_rt *rt, int st);
+int corio_rt_end(lua_State *L, corio_rt *rt, int st, corio_rt *outer);
 
 /* -------------------------------------------------------------- host.c */
 
@@ -375,6 +435,12 @@ void corio_host_cancel(lua_State *L, corio_rt *rt);
 /* -------------------------------------------------------------- task.c */
 
 corio_task *corio_check_task(lua_State *L, int idx);
+/* The runtime's slot table and idle pool: made by rt_new, freed by the
+   runtime's __gc. The pool keeps at most CORIO_IDLE_MAX coroutines (about
+   1 KiB each): enough for a server's wave of short tasks. */
+#define CORIO_IDLE_MAX 1024
+void corio_task_slots_init(lua_State *L, corio_rt *rt);
+void corio_task_slots_free(lua_State *L, corio_rt *rt);
 /* Spawns fn (at fnidx, followed by nargs arguments at the top of L) as a new
    task of rt, inside scope parent (or NULL), named name (NULL: default).
    Pushes the task object and returns it. */
@@ -389,10 +455,12 @@ int corio_spawn_args(lua_State *L, int first, corio_rt *rt,
 /* Calls the corio.trace hook with (event, info about t) (observe.c). */
 void corio_trace(lua_State *L, corio_rt *rt, const char *event,
                  corio_task *t);
-/* Pushes t's outcome (t has finished) onto dst: mode 1 (wait) gives
+/* Pushes t's outcome (t has finished, its object is at dst's index idx)
+   onto dst: mode 1 (wait) gives
    true, results... | false, err; mode 0 (join) gives results... | err
    with *raise set. Returns the count. Marks the outcome observed. */
-int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise);
+int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
+                       int *raise);
 /* The task t stands for: itself, or for the body of a protected call on
    PUC 5.1 (CORIO_TF_INLINE), the task that made the call. */
 corio_task *corio_task_logical(corio_task *t);
@@ -432,6 +500,12 @@ void corio_task_poke_by(corio_task *t, corio_scope *by);
 /* corio_task_cancelled_by at a checkpoint: also fires the deadlines on
    the way that have passed but whose timer has not run yet. */
 corio_scope *corio_task_checkpoint(corio_task *t);
+/* The same, answering at once for a task in no scope (the common case
+   on fast paths): only its own t:cancel() can apply. */
+static inline int corio_task_cancel_pending(corio_task *t) {
+  if (!t->scope && !t->parent) return (t->flags & CORIO_TF_CANCEL) != 0;
+  return corio_task_checkpoint(t) != NULL;
+}
 /* The scope whose cancellation applies to t now, or NULL. A t:cancel() of
    t or of a task it runs inside (through nurseries) is reported as the
    pseudo-scope CORIO_SELF_CANCEL. */

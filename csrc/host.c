@@ -46,8 +46,9 @@ static void aux_check_host_code(lua_State *L, corio_rt *rt,
 
 /* The run is over: tear it down and keep its error (if its own) for
    rt:result; the runtime is no longer anchored. */
-static void aux_finish(lua_State *L, corio_rt *rt, int st) {
-  st = corio_rt_end(L, rt, st);
+static void aux_finish(lua_State *L, corio_rt *rt, int st,
+                       corio_rt *outer) {
+  st = corio_rt_end(L, rt, st, outer);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->host_ref);
   if (st != LUA_OK) {
     lua_pushvalue(L, -2);
@@ -62,18 +63,17 @@ static void aux_finish(lua_State *L, corio_rt *rt, int st) {
 /* Binds rt to L for one drive of the scheduler; returns whether the run
    is over (then it is finished). */
 static int aux_drive(lua_State *L, corio_rt *rt, int how) {
+  corio_rt *outer = corio_rt_bind(rt);
   int st, done;
-  rt->ctx->rt = rt;
   rt->L = L;
   rt->host = CORIO_HOST_STEPPING;
   rt->tick_ns = uv_hrtime(); /* time between steps is no slow step */
   st = corio_rt_drive(L, rt, how, &done);
   if (done) {
-    aux_finish(L, rt, st);
+    aux_finish(L, rt, st, outer);
     return 1;
   }
-  rt->ctx->rt = NULL;
-  rt->current = NULL;
+  corio_rt_unbind(rt, outer);
   rt->host = CORIO_HOST_STARTED;
   return 0;
 }
@@ -141,7 +141,7 @@ static int lrt_result(lua_State *L) {
     return 2;
   }
   lua_rawgeti(L, 2, HOST_MAIN);
-  return corio_task_outcome(L, corio_check_task(L, -1), 1, &raise);
+  return corio_task_outcome(L, corio_check_task(L, 4), 4, 1, &raise);
 }
 
 /* rt:started() -> whether a run started by rt:start goes on (rt:step

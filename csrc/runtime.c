@@ -416,6 +416,19 @@ static void rt_recover(lua_State *L, corio_rt *rt) {
 
 /* ------------------------------------- a run's phases (run, host.c) */
 
+corio_rt *corio_rt_bind(corio_rt *rt) {
+  corio_rt *outer = corio_running; /* another Lua state's, or NULL */
+  rt->ctx->rt = rt;
+  corio_running = rt;
+  return outer;
+}
+
+void corio_rt_unbind(corio_rt *rt, corio_rt *outer) {
+  rt->ctx->rt = NULL;
+  corio_running = outer;
+  rt->current = NULL;
+}
+
 /* Binds rt to L for a run and spawns main (fn at fnidx, nargs arguments
    on top); pushes the main task. */
 void corio_rt_begin(lua_State *L, corio_rt *rt, int fnidx, int nargs) {
@@ -474,11 +487,10 @@ int corio_rt_drive(lua_State *L, corio_rt *rt, int how, int *done) {
   return st;
 }
 
-int corio_rt_end(lua_State *L, corio_rt *rt, int st) {
+int corio_rt_end(lua_State *L, corio_rt *rt, int st, corio_rt *outer) {
   /* rt->running stays set while reporting, so on_error cannot re-enter
      run on this runtime; with ctx->rt clear it cannot spawn into it */
-  rt->ctx->rt = NULL;
-  rt->current = NULL;
+  corio_rt_unbind(rt, outer);
   if (st == LUA_OK) rt_report_all(L, rt);
   rt_dump_watch(rt, 0);
   corio_io_teardown(L, rt); /* no task is left to use them */
@@ -499,8 +511,9 @@ int corio_rt_end(lua_State *L, corio_rt *rt, int st) {
 static int lrt_run(lua_State *L) {
   corio_rt *rt = check_rt(L, 1);
   corio_ctx *ctx = corio_ctx_get(L);
+  corio_rt *outer;
   corio_task *m;
-  int st, n, raise, done;
+  int st, n, raise, done, mi;
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (rt->host == CORIO_HOST_STARTED)
     return luaL_error(L, "run: the runtime was started by rt:start (drive "
@@ -509,12 +522,13 @@ static int lrt_run(lua_State *L) {
     return luaL_error(L, "run: a corio runtime is already running (run "
                       "cannot be called inside a task)");
   if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
-  ctx->rt = rt;
+  outer = corio_rt_bind(rt);
   corio_rt_begin(L, rt, 2, lua_gettop(L) - 2);
   m = rt->main; /* on L's stack: anchored */
+  mi = lua_gettop(L);
   st = corio_rt_drive(L, rt, CORIO_DRIVE_RUN, &done);
-  if ((st = corio_rt_end(L, rt, st)) != LUA_OK) return lua_error(L);
-  n = corio_task_outcome(L, m, 0, &raise);
+  if ((st = corio_rt_end(L, rt, st, outer)) != LUA_OK) return lua_error(L);
+  n = corio_task_outcome(L, m, mi, 0, &raise);
   return raise ? lua_error(L) : n;
 }
 
@@ -618,6 +632,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   corio_list_init(&rt->batch_end);
   corio_list_init(&rt->io_objects);
   corio_list_init(&rt->pools);
+  rt->slots_ref = rt->idle_ref = LUA_NOREF;
   strcpy(rt->init, init);
   luaL_setmetatable(L, RT_MT);
   rt->ctx = corio_ctx_get(L);
@@ -646,6 +661,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
     luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
   rt->loop_open = 1;
   rt->loop.data = rt; /* handles with data == rt are the runtime's own */
+  corio_task_slots_init(L, rt);
   corio_clock_init(rt);
   return rt;
 }
@@ -755,6 +771,7 @@ static int lrt_gc(lua_State *L) {
   aux_unref(L, &rt->trace_ref);
   aux_unref(L, &rt->context_ref);
   aux_unref(L, &rt->host_ref);
+  corio_task_slots_free(L, rt);
   if (rt->pending_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->pending_ref);
     rt->pending_ref = LUA_NOREF;

@@ -59,12 +59,14 @@ static int aux_count(const corio_link *h) {
 /* ================================================== semaphore engine */
 
 typedef struct sync_sem {
+  const char *tag;      /* SEM_MT or MUTEX_MT (corio_checktagged) */
   lua_Integer permits;  /* available: not held by any permit */
   lua_Integer total;    /* initial + added: available + held */
   corio_deferred regrant; /* a finalizer returned permits: grant later */
   lua_Integer owner;    /* mutex: id of the task holding it, 0 if none */
   corio_link waiters;   /* FIFO; t->wait.arg = permits wanted */
   int self_ref;         /* registry ref while waiters is not empty */
+  int permit_mt;        /* registry ref of its permits' metatable */
   uint8_t closed;
   uint8_t mutex;        /* a corio.Mutex: hands out guards */
 } sync_sem;
@@ -97,7 +99,8 @@ static sync_permit *permit_push(lua_State *X, int si, sync_sem *s,
   p->s = s;
   p->n = n;
   p->owner = owner;
-  luaL_setmetatable(X, s->mutex ? GUARD_MT : PERMIT_MT);
+  lua_rawgeti(X, LUA_REGISTRYINDEX, s->permit_mt);
+  lua_setmetatable(X, -2);
 #if LUA_VERSION_NUM >= 504
   lua_pushvalue(X, si);
   lua_setiuservalue(X, -2, 1);
@@ -137,11 +140,23 @@ static corio_task *sem_head(sync_sem *s) {
    them a forgotten permit's __gc that releases into this very semaphore
    and grants on its own: so the permit is made inert first and the head
    and the count are read again before anything changes. */
+/* Permits t waits for: wait.arg, or 1 for a raw _take (arg -1). */
+static lua_Integer aux_wanted(const corio_task *t) {
+  return t->wait.arg < 0 ? 1 : t->wait.arg;
+}
+
 static void sem_grant(lua_State *L, sync_sem *s) {
   corio_task *t;
   while (!s->closed && (t = sem_head(s)) != NULL &&
-         s->permits >= t->wait.arg && lua_checkstack(L, 3)) {
+         s->permits >= aux_wanted(t) && lua_checkstack(L, 3)) {
     sync_permit *p;
+    if (t->wait.arg < 0) { /* sem:with's raw _take: no object */
+      corio_list_remove(&t->link);
+      s->permits--;
+      lua_pushboolean(corio_wake_stack(t, 1), 1);
+      corio_wake(t, 1);
+      continue;
+    }
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
     p = permit_push(L, -1, s, 0, 0);
     lua_remove(L, -2);
@@ -218,6 +233,10 @@ static int sem_abort(corio_task *t, int woken) {
     sem_settle(t->co, s);
     return 1;
   }
+  if (t->wait.arg < 0) { /* a raw _take was granted its permit */
+    sem_give(t->co, s, 1);
+    return 1;
+  }
   /* woken by a grant: the permit is on top of t->co; take it back and
      pass it on, leaving the permit object inert */
   p = (sync_permit *)luaL_testudata(t->co, -1,
@@ -278,6 +297,9 @@ static sync_sem *sem_new(lua_State *L, const char *mt, lua_Integer n,
   sync_sem *s = (sync_sem *)corio_newudata(L, sizeof *s,
                                            LUA_VERSION_NUM < 502);
   memset(s, 0, sizeof *s);
+  s->tag = mt;
+  s->permit_mt = corio_ctx_get(L)->mt_ref[mutex ? CORIO_MTR_GUARD
+                                                : CORIO_MTR_PERMIT];
   s->permits = s->total = n;
   s->self_ref = LUA_NOREF;
   corio_list_init(&s->regrant.link);
@@ -309,7 +331,7 @@ static int aux_tostring(lua_State *L, const char *fmt, ...) {
 /* ========================================================= semaphore */
 
 static sync_sem *check_sem(lua_State *L) {
-  return (sync_sem *)corio_checkudata(L, 1, SEM_MT);
+  return (sync_sem *)corio_checktagged(L, 1, SEM_MT, sizeof(sync_sem));
 }
 
 /* corio.semaphore(n) */
@@ -336,13 +358,32 @@ static lua_Integer aux_count_opts(lua_State *L, int *oi) {
   return k;
 }
 
+/* Whether the running task may take a free permit without the wait
+   machinery: no arguments to parse, a permit free and nobody queued,
+   and (as at any await) it could wait here and is not cancelled. */
+static corio_task *aux_fast_task(lua_State *L, sync_sem *s) {
+  corio_task *t;
+  if (lua_gettop(L) != 1 || s->closed || s->permits < 1 ||
+      !corio_list_empty(&s->waiters))
+    return NULL;
+  t = corio_task_running(L);
+  if (!t || !corio_isyieldable(t->rt->ctx->vm_isyieldable, L) ||
+      corio_task_cancel_pending(t))
+    return NULL;
+  return t;
+}
+
 /* sem:acquire([k], [{timeout = s}]) -> permit | nil, err */
 static int lsem_acquire(lua_State *L) {
   sync_sem *s = check_sem(L);
   int oi;
-  lua_Integer k = aux_count_opts(L, &oi);
-  double timeout = corio_opt_timeout(L, oi, "acquire");
-  corio_task *t = corio_await_begin(L, "acquire");
+  lua_Integer k;
+  double timeout;
+  corio_task *t = aux_fast_task(L, s);
+  if (t && sem_take_now(L, s, 1, t->id)) return 1;
+  k = aux_count_opts(L, &oi);
+  timeout = corio_opt_timeout(L, oi, "acquire");
+  t = corio_await_begin(L, "acquire");
   if (s->closed) return corio_fail(L, "closed", "semaphore is closed");
   if (sem_take_now(L, s, k, t->id)) return 1;
   return sem_park(L, t, s, k, "semaphore", timeout);
@@ -361,6 +402,37 @@ static int lsem_try_acquire(lua_State *L) {
   if (s->closed) return corio_fail(L, "closed", "semaphore is closed");
   if (!sem_take_now(L, s, k, aux_current_id(L))) lua_pushnil(L);
   return 1;
+}
+
+/* sem:_take() -> true | nil, err: one permit held by no object, for
+   sem:with (sync.lua), which gives it back with sem:_give() however its
+   function ends. A parked _take waits with wait.arg = -1, and a grant
+   hands it `true` (sem_grant). */
+static int lsem_take(lua_State *L) {
+  sync_sem *s = check_sem(L);
+  corio_task *t = aux_fast_task(L, s);
+  if (t) {
+    s->permits--;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_settop(L, 1);
+  t = corio_await_begin(L, "with");
+  if (s->closed) return corio_fail(L, "closed", "semaphore is closed");
+  if (corio_list_empty(&s->waiters) && s->permits >= 1) {
+    s->permits--;
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return sem_park(L, t, s, -1, "semaphore", -1);
+}
+
+static int lsem_give(lua_State *L) {
+  sync_sem *s = check_sem(L);
+  if (s->permits >= s->total)
+    return luaL_error(L, "_give: no permit of this semaphore is held");
+  sem_give(L, s, 1);
+  return 0;
 }
 
 static int lsem_available(lua_State *L) {
@@ -471,7 +543,7 @@ static int lguard_tostring(lua_State *L) {
 /* =============================================================== mutex */
 
 static sync_sem *check_mutex(lua_State *L) {
-  return (sync_sem *)corio_checkudata(L, 1, MUTEX_MT);
+  return (sync_sem *)corio_checktagged(L, 1, MUTEX_MT, sizeof(sync_sem));
 }
 
 static int lmutex_new(lua_State *L) {
@@ -704,8 +776,11 @@ static const luaL_Reg sem_methods[] = {
     {"available", lsem_available},
     {"add", lsem_add},
     {"close", lsem_close},
+    {"_give", lsem_give},
     {NULL, NULL}};
-static const luaL_Reg sem_await[] = {{"acquire", lsem_acquire}, {NULL, NULL}};
+static const luaL_Reg sem_await[] = {{"acquire", lsem_acquire},
+                                     {"_take", lsem_take},
+                                     {NULL, NULL}};
 static const luaL_Reg sem_meta[] = {{"__gc", lsem_gc},
                                     {"__close", lsem_close},
                                     {"__tostring", lsem_tostring},
@@ -777,10 +852,14 @@ void corio_open_sync(lua_State *L) {
   int mod = lua_gettop(L);
   aux_class(L, mod, SEM_MT, sem_methods, sem_await, sem_meta,
             "_Semaphore_methods");
-  aux_class(L, mod, PERMIT_MT, permit_methods, NULL, permit_meta, NULL);
+  corio_class(L, PERMIT_MT, permit_methods, NULL, permit_meta);
+  corio_class_ref(L, CORIO_MTR_PERMIT);
+  lua_pop(L, 1);
   aux_class(L, mod, MUTEX_MT, mutex_methods, mutex_await, mutex_meta,
             "_Mutex_methods");
-  aux_class(L, mod, GUARD_MT, guard_methods, NULL, guard_meta, NULL);
+  corio_class(L, GUARD_MT, guard_methods, NULL, guard_meta);
+  corio_class_ref(L, CORIO_MTR_GUARD);
+  lua_pop(L, 1);
   aux_class(L, mod, EVENT_MT, event_methods, event_await, event_meta, NULL);
   aux_class(L, mod, WATCH_MT, watch_methods, watch_await, watch_meta, NULL);
   corio_setfuncs(L, sync_funcs, 0);

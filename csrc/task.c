@@ -2,13 +2,17 @@
  * task.c: tasks (corio.Task) and the await protocol.
  *
  * A task is a userdata holding struct corio_task; its coroutine is user
- * value 1 and its name user value 2. While a task has not finished, a
- * registry reference anchors it, so parked tasks nobody holds still run.
- * When it finishes, its outcome (results, or one error object) stays on
- * the top of its dead coroutine's stack: join/wait copy it from there, so
- * joining twice returns the same values and costs no allocation.
+ * value 1 and its name user value 2. While a task has not finished, a slot
+ * of the runtime's slot table anchors it, so parked tasks nobody holds
+ * still run. When it finishes, its outcome (results, or one error object)
+ * stays on the top of its dead coroutine's stack: join/wait copy it from
+ * there, so joining twice returns the same values and costs no
+ * allocation. A coroutine that returned normally is reused (Lua 5.3+):
+ * its single result, if any, moves to user value 1, and the coroutine
+ * goes to the runtime's idle pool for the next spawn.
  */
 #include "corio.h"
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -33,11 +37,72 @@ const char *corio_task_status(const corio_task *t) {
   return names[t->state];
 }
 
+/* Coroutines are reused where a dead one can run a new function through
+   the C API and its hooks can be reset (5.3, 5.4). 5.1 and LuaJIT keep a
+   thread's environment (setfenv) with it, so there each task gets its
+   own. */
+#if LUA_VERSION_NUM >= 503
+#define TASK_REUSE 1
+#else
+#define TASK_REUSE 0
+#endif
+
+void corio_task_slots_init(lua_State *L, corio_rt *rt) {
+  lua_newtable(L);
+  rt->slots_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  rt->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void corio_task_slots_free(lua_State *L, corio_rt *rt) {
+  if (rt->slots_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, rt->slots_ref);
+  if (rt->idle_ref > 0) luaL_unref(L, LUA_REGISTRYINDEX, rt->idle_ref);
+  rt->slots_ref = rt->idle_ref = LUA_NOREF;
+  rt->nidle = 0;
+  free(rt->idle);
+  rt->idle = NULL;
+  free(rt->slot_free);
+  rt->slot_free = NULL;
+  rt->slot_nfree = rt->slot_cap = 0;
+}
+
+/* Anchors the value on top of L (popped) in a free slot; returns it. The
+   slot is taken only once the store succeeded (it may raise: memory). */
+static int aux_slot_anchor(lua_State *L, corio_rt *rt) {
+  int slot = rt->slot_nfree ? rt->slot_free[rt->slot_nfree - 1]
+                            : rt->slot_top + 1;
+  if (!rt->slot_nfree && slot > rt->slot_cap) { /* room to free it later */
+    int cap = rt->slot_cap ? rt->slot_cap * 2 : 256;
+    int *p = (int *)realloc(rt->slot_free, (size_t)cap * sizeof *p);
+    if (!p) luaL_error(L, "spawn: not enough memory");
+    rt->slot_free = p;
+    rt->slot_cap = cap;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->slots_ref);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  if (rt->slot_nfree) rt->slot_nfree--;
+  else rt->slot_top = slot;
+  return slot;
+}
+
+static void aux_slot_release(lua_State *L, corio_rt *rt, int slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->slots_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+  rt->slot_free[rt->slot_nfree++] = slot; /* cap >= slot_top */
+}
+
 void corio_task_push(lua_State *L, corio_task *t) {
-  if (t->ref != LUA_NOREF && t->ref != LUA_REFNIL)
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
-  else
+  if (t->ref > 0 && t->rt) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->slots_ref);
+    lua_rawgeti(L, -1, t->ref);
+    lua_remove(L, -2);
+  } else {
     lua_pushnil(L);
+  }
 }
 
 const char *corio_task_name(lua_State *L, corio_task *t) {
@@ -128,7 +193,8 @@ void corio_task_poke_by(corio_task *t, corio_scope *by) {
 
 /* ---------------------------------------------------- await protocol */
 
-corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
+/* Why L cannot wait here: raises naming fname. */
+static void aux_cannot_wait(lua_State *L, const char *fname) {
   corio_rt *rt = corio_ctx_get(L)->rt;
   corio_task *t = rt ? rt->current : NULL;
   if (!t)
@@ -137,9 +203,14 @@ corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
   if (t->co != L)
     luaL_error(L, "%s: cannot wait inside a nested coroutine (only the "
                "task's own coroutine can wait)", fname);
-  if (!corio_isyieldable(rt->ctx->vm_isyieldable, L))
-    luaL_error(L, "%s: cannot wait across a C call boundary (pcall on Lua "
-               "5.1, a metamethod, iterator or callback run by C)", fname);
+  luaL_error(L, "%s: cannot wait across a C call boundary (pcall on Lua "
+             "5.1, a metamethod, iterator or callback run by C)", fname);
+}
+
+corio_task *corio_await_begin_nocancel(lua_State *L, const char *fname) {
+  corio_task *t = corio_task_running(L);
+  if (!t || !corio_isyieldable(t->rt->ctx->vm_isyieldable, L))
+    aux_cannot_wait(L, fname);
   return t;
 }
 
@@ -158,9 +229,8 @@ corio_task *corio_await_begin(lua_State *L, const char *fname) {
    raise it when it starts with the raise mark. */
 static int await_k(lua_State *L, int status, lua_KContext ctx) {
   int base = (int)ctx, n = lua_gettop(L) - base;
-  corio_rt *rt = corio_ctx_get(L)->rt;
   (void)status;
-  if (!rt || !rt->current || rt->current->co != L) /* coroutine.resume */
+  if (!corio_task_running(L)) /* resumed by coroutine.resume */
     return luaL_error(L, "corio: a waiting task was resumed by "
                       "coroutine.resume, not by the scheduler");
   if (n >= 2 && lua_touserdata(L, base + 1) == (void *)&corio_raise_mark) {
@@ -177,9 +247,8 @@ static int await_k(lua_State *L, int status, lua_KContext ctx) {
    arguments are below it, and the function is in the context. */
 static int retry_k(lua_State *L, int status, lua_KContext ctx) {
   lua_CFunction fn;
-  corio_rt *rt = corio_ctx_get(L)->rt;
   (void)status;
-  if (!rt || !rt->current || rt->current->co != L)
+  if (!corio_task_running(L))
     return luaL_error(L, "corio: a waiting task was resumed by "
                       "coroutine.resume, not by the scheduler");
   if (lua_touserdata(L, -1) == (void *)&corio_retry_mark) {
@@ -366,8 +435,15 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   corio_list_init(&t->all);
   corio_list_init(&t->scope_link);
   corio_list_init(&t->joiners);
-  luaL_setmetatable(L, TASK_MT);
-  t->co = lua_newthread(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ctx->mt_ref[CORIO_MTR_TASK]);
+  lua_setmetatable(L, -2);
+  if (rt->nidle) { /* an idle coroutine: it pushes itself */
+    t->co = rt->idle[--rt->nidle];
+    lua_pushthread(t->co);
+    lua_xmove(t->co, L, 1);
+  } else {
+    t->co = lua_newthread(L);
+  }
   corio_setuv(L, -2, 1);
   if (name) {
     lua_pushstring(L, name);
@@ -387,7 +463,7 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
     lua_xmove(L, t->co, 1);
   }
   lua_pushvalue(L, -1);
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->ref = aux_slot_anchor(L, rt);
   t->rt = rt;
   t->id = rt->ctx->next_id++;
   t->nargs = nargs;
@@ -488,10 +564,16 @@ static void aux_task_error(lua_State *L, corio_task *t) {
 /* Push t's outcome onto dst: for `wait` (mode 1) true, results... or
    false, err; for `join` (mode 0) results... or err. Returns the count;
    *raise is set when the caller must raise the single value pushed. */
-static int aux_outcome(lua_State *dst, corio_task *t, int mode, int *raise) {
+static int aux_outcome(lua_State *dst, corio_task *t, int idx, int mode,
+                       int *raise) {
   int i, n = t->nargs;
   *raise = 0;
   luaL_checkstack(dst, n + 2, "too many results to join");
+  if (t->flags & CORIO_TF_MOVED) { /* its result is user value 1 */
+    if (mode) lua_pushboolean(dst, 1);
+    if (n) corio_getuv(dst, idx, 1);
+    return n + mode;
+  }
   if (t->state == CORIO_DONE) {
     if (mode) lua_pushboolean(dst, 1);
     for (i = n; i >= 1; i--) {
@@ -512,8 +594,9 @@ static void aux_observed(corio_task *t) {
   if (t->state == CORIO_FAILED) corio_list_remove(&t->all);
 }
 
-int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise) {
-  int n = aux_outcome(dst, t, mode, raise);
+int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
+                       int *raise) {
+  int n = aux_outcome(dst, t, idx, mode, raise);
   aux_observed(t);
   return n;
 }
@@ -531,7 +614,7 @@ static void aux_wake_joiners(corio_task *t) {
       corio_wake_raise(j);
       continue;
     }
-    cnt = aux_outcome(j->co, t, j->wait.arg, &raise);
+    cnt = aux_outcome(j->co, t, 0, j->wait.arg, &raise);
     aux_observed(t);
     if (raise) { /* like corio_wake_raise, but the error is handed over:
                     keep join_abort, so a cancellation cannot drop it */
@@ -541,6 +624,34 @@ static void aux_wake_joiners(corio_task *t) {
     }
     corio_wake(j, cnt);
   }
+}
+
+/* A task returned normally with at most one result: the result moves to
+   user value 1 (replacing the coroutine), and the coroutine, reset,
+   goes to the idle pool for the next spawn. Its hook goes (a debug.sethook
+   on it must not follow into the next task); a normal return closed
+   every to-be-closed variable, and the collector shrinks its stack. */
+static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
+  lua_State *co = t->co;
+  if (!rt->idle &&
+      !(rt->idle = (lua_State **)malloc(CORIO_IDLE_MAX * sizeof *rt->idle)))
+    return; /* no pool: the coroutine is just dropped */
+  if (!lua_checkstack(L, 4)) return;
+  corio_task_push(L, t);
+  if (t->nargs) lua_xmove(co, L, 1);
+  else lua_pushnil(L);
+  corio_setuv(L, -2, 1);
+  lua_pop(L, 1);
+  lua_settop(co, 0);
+  lua_sethook(co, NULL, 0, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
+  lua_pushthread(co);
+  lua_xmove(co, L, 1);
+  lua_rawseti(L, -2, rt->nidle + 1); /* anchors it while idle */
+  lua_pop(L, 1);
+  rt->idle[rt->nidle++] = co;
+  t->co = NULL;
+  t->flags |= CORIO_TF_MOVED;
 }
 
 void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
@@ -580,10 +691,14 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)) {
     corio_list_push(&rt->unobserved, &t->all);
     corio_task_push(L, t);
-    luaL_setmetatable(L, TASK_GC_MT); /* now it needs its finalizer */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ctx->mt_ref[CORIO_MTR_TASK_GC]);
+    lua_setmetatable(L, -2); /* now it needs its finalizer */
     lua_pop(L, 1);
   }
-  luaL_unref(L, LUA_REGISTRYINDEX, t->ref); /* last: t may be collected */
+  if (TASK_REUSE && t->state == CORIO_DONE && t->nargs <= 1 &&
+      rt->nidle < CORIO_IDLE_MAX)
+    aux_retire(L, rt, t);
+  aux_slot_release(L, rt, t->ref); /* last: t may be collected */
   t->ref = LUA_NOREF;
 }
 
@@ -604,7 +719,7 @@ static int aux_join(lua_State *L, int mode) {
   corio_task *t = corio_await_begin(L, fname);
   if (u == t) luaL_error(L, "%s: a task cannot wait for itself", fname);
   if (task_finished(u)) {
-    int raise, n = corio_task_outcome(L, u, mode, &raise);
+    int raise, n = corio_task_outcome(L, u, 1, mode, &raise);
     return raise ? lua_error(L) : n;
   }
   if (!u->rt || u->rt != t->rt)
@@ -742,7 +857,7 @@ static int ltask_outcome(lua_State *L) {
   corio_task *t = corio_check_task(L, 1);
   int raise;
   if (!task_finished(t)) return luaL_error(L, "_outcome: task not finished");
-  return corio_task_outcome(L, t, 1, &raise);
+  return corio_task_outcome(L, t, 1, 1, &raise);
 }
 
 /* core._checkpoint(): raises the current task's pending cancellation. */
@@ -796,7 +911,13 @@ static void aux_task_class(lua_State *L, const char *name,
 
 void corio_open_task(lua_State *L) {
   aux_task_class(L, TASK_MT, task_meta);
+  lua_getfield(L, LUA_REGISTRYINDEX, TASK_MT);
+  corio_class_ref(L, CORIO_MTR_TASK);
+  lua_pop(L, 1);
   aux_task_class(L, TASK_GC_MT, task_gc_meta);
+  lua_getfield(L, LUA_REGISTRYINDEX, TASK_GC_MT);
+  corio_class_ref(L, CORIO_MTR_TASK_GC);
+  lua_pop(L, 1);
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
   corio_setfuncs(L, spawn_funcs, 2);

@@ -38,7 +38,6 @@ local function make_with(take, release, ypcall)
   end
 end
 
-local function release_permit(p) p:release() end
 local function unlock_guard(g) g:unlock() end
 
 local function step(ch)
@@ -61,8 +60,15 @@ function M.install(core, ypcall)
   --- sem:with(fn, ...): acquires one permit, calls fn(...), releases the
   --- permit when fn returns, raises or is cancelled; returns fn's results.
   --- Raises the "closed" error if the semaphore is closed.
-  sem.with = make_with(function(s) return s:acquire() end, release_permit,
-    ypcall)
+  -- no permit object: _take holds one permit for the call, and _give
+  -- returns it however fn ends (a cancelled or failed fn included)
+  local take, give = sem._take, sem._give
+  function sem.with(s, fn, ...)
+    check_fn(fn)
+    local ok, err = take(s)
+    if not ok then error(err, 2) end
+    return finish(s, give, ypcall(fn, ...))
+  end
 
   --- m:with(fn, ...): locks, calls fn(...), unlocks however fn ends.
   mutex.with = make_with(function(m) return m:lock() end, unlock_guard,
