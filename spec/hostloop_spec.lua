@@ -324,6 +324,40 @@ describe("host loop", function()
     srv:close()
   end)
 
+  it("close before the first step cancels main at its first wait", function()
+    local rt = corio.runtime()
+    local ran, reached = false, false
+    rt:start(function()
+      ran = true -- a cancelled task runs to its first checkpoint, as in run
+      corio.sleep(1)
+      reached = true
+    end)
+    rt:close()
+    assert.is_true(ran)
+    assert.is_false(reached)
+    local ok, err = rt:result()
+    assert.is_false(ok)
+    assert.is_true(corio.is_error(err, "cancelled"))
+    assert_clean(rt)
+  end)
+
+  it("can be stepped from inside a plain coroutine of the host", function()
+    local rt = corio.runtime({ clock = "virtual" })
+    rt:start(function()
+      local a = corio.spawn(function() corio.sleep(2) return 2 end)
+      corio.sleep(1)
+      return a:join() + 1
+    end)
+    local host = coroutine.wrap(function()
+      while rt:step() do coroutine.yield("more") end
+      return "over"
+    end)
+    local n = 0
+    repeat n = n + 1 until host() == "over" or n > 100
+    assert.same({ true, 3 }, { rt:result() })
+    rt:close()
+  end)
+
   it("runs a loopback TCP echo to the end", function()
     local rt = corio.runtime()
     rt:start(function()
