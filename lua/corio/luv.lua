@@ -30,7 +30,7 @@ local KNOWN = { uv = true, on_done = true }
 
 local function bad_arg(n, expected, got)
   error(("bad argument #%d to 'attach' (%s expected, got %s)")
-    :format(n, expected, got), 3)
+    :format(n, expected, got), 4) -- blames attach's caller
 end
 
 -- The luv module: Neovim's own first (loading a second luv into Neovim
