@@ -349,10 +349,26 @@ static int rt_turn(lua_State *L, corio_rt *rt, int block) {
   return RT_MORE;
 }
 
-static void rt_loop(lua_State *L, corio_rt *rt) {
-  while (rt_turn(L, rt, 1) != RT_DONE) {
+/* Turns until the run is done (returns 1); for a host step (block == 0)
+   also until the loop would block, or one batch has run and more tasks
+   are ready (0): at most one batch per step, so tasks that are always
+   ready cannot starve the host (backend_timeout then says 0). The one
+   caller of rt_turn, kept out of line so that the scheduler's helpers
+   stay inlined into it as into one loop. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int rt_turns(lua_State *L, corio_rt *rt, int block) {
+  int r, batches = 0;
+  for (;;) {
+    if (!block && batches && !corio_list_empty(&rt->ready)) return 0;
+    r = rt_turn(L, rt, block);
+    if (r == RT_DONE || r == RT_IDLE) return r == RT_DONE;
+    batches += r == RT_BATCH;
   }
 }
+
+static void rt_loop(lua_State *L, corio_rt *rt) { rt_turns(L, rt, 1); }
 
 static void rt_on_close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
@@ -443,26 +459,13 @@ void corio_rt_begin(lua_State *L, corio_rt *rt, int fnidx, int nargs) {
   rt->main->flags |= CORIO_TF_OBSERVED; /* the run hands its outcome */
 }
 
-/* rt:step (host.c): turns until the loop would block or the run is done
-   (1). At most one batch runs, so tasks that are always ready cannot
-   starve the host: more ready tasks end the step (backend_timeout 0). */
-static int rt_host_step(lua_State *L, corio_rt *rt) {
-  int r, batches = 0;
-  for (;;) {
-    if (batches && !corio_list_empty(&rt->ready)) return 0;
-    r = rt_turn(L, rt, 0);
-    if (r == RT_DONE || r == RT_IDLE) return r == RT_DONE;
-    batches += r == RT_BATCH;
-  }
-}
-
 /* The scheduler runs under lua_pcall so that a memory error cannot leave
    the runtime marked as running. */
 static int rt_protected_drive(lua_State *L) {
   corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
   int how = (int)lua_tointeger(L, 2);
   if (how == CORIO_DRIVE_STEP) {
-    lua_pushboolean(L, rt_host_step(L, rt));
+    lua_pushboolean(L, rt_turns(L, rt, 0));
     return 1;
   }
   if (how == CORIO_DRIVE_CANCEL) rt_reap(rt);
