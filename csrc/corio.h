@@ -333,7 +333,7 @@ struct corio_rt {
   uint64_t vnow;           /* virtual clock, ns */
   uint64_t armed_due;      /* what uvtimer is armed for, 0 = stopped */
   int virtual_clock;
-  int running;             /* inside rt:run() */
+  int running;             /* inside rt:run(), or started by rt:start */
   int reaping;             /* main finished: the rest are being cancelled */
   int deadlock_ref;        /* the deadlock error, LUA_NOREF if none */
   int pending_ref;         /* errors of collected, unobserved failed tasks
@@ -374,6 +374,9 @@ struct corio_rt {
   corio_link pools;        /* every pool of this runtime (pool.c) */
   /* counters for corio.stats() */
   lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
+  /* host-loop mode (host.c) */
+  int host;                /* CORIO_HOST_* */
+  int host_ref;            /* {rt while started, main, the run's error} */
 };
 
 /* The task whose coroutine is L, if L is the running task of the runtime
@@ -398,6 +401,35 @@ void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t);
 /* From a task's __gc: queue its error; the scheduler reports it (no user
    code runs inside a finalizer, nor during lua_close). */
 void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
+
+/* A run's phases, shared by rt:run and the host loop (host.c): begin
+   binds rt to L and spawns main (pushed); drive runs the scheduler
+   protected, with rt bound by the caller, and sets *done when every
+   task has finished (an error that escaped is left on top of L, after the
+   tasks were cancelled and driven to their end); end reports what nobody
+   observed, tears the run down and returns its status: not LUA_OK with
+   the run's own error on top of L (escaped, or the deadlock), LUA_OK when
+   main's outcome is the run's. */
+enum { CORIO_DRIVE_RUN,    /* until done, blocking (rt:run) */
+       CORIO_DRIVE_STEP,   /* never blocks; at most one batch (rt:step) */
+       CORIO_DRIVE_CANCEL  /* cancel every task, then as RUN (rt:close) */
+};
+/* bind makes rt the runtime running (ctx->rt, corio_running) and returns
+   the one it replaces; unbind puts that one back (end does it first). */
+corio_rt *corio_rt_bind(corio_rt *rt);
+void corio_rt_unbind(corio_rt *rt, corio_rt *outer);
+void corio_rt_begin(lua_State *L, corio_rt *rt, int fnidx, int nargs);
+int corio_rt_drive(lua_State *L, corio_rt *rt, int how, int *done);
+int corio_rt_end(lua_State *L, corio_rt *rt, int st, corio_rt *outer);
+
+/* -------------------------------------------------------------- host.c */
+
+/* rt->host: not started by rt:start (or run by rt:run), started, inside
+   rt:step (or rt:close driving it), finished (rt:result holds). */
+enum { CORIO_HOST_NONE, CORIO_HOST_STARTED, CORIO_HOST_STEPPING,
+       CORIO_HOST_DONE };
+/* rt:close on a started runtime: cancel every task and run to the end. */
+void corio_host_cancel(lua_State *L, corio_rt *rt);
 
 /* -------------------------------------------------------------- task.c */
 
@@ -505,6 +537,10 @@ void corio_timers_free(corio_rt *rt);
    corio_clock_block runs the loop once, returning on I/O or at `next`. */
 void corio_clock_init(corio_rt *rt);
 void corio_clock_block(corio_rt *rt, uint64_t next);
+/* The same without waiting (the host loop's step): runs the loop once
+   with the wake-up source armed, so the backend fd turns readable at
+   next (Linux timerfd). */
+void corio_clock_poll(corio_rt *rt, uint64_t next);
 void corio_clock_close(corio_rt *rt);
 
 /* ------------------------------------------------------------- scope.c */
@@ -784,6 +820,7 @@ void corio_open_tcp(lua_State *L);
 void corio_open_udp(lua_State *L);
 void corio_open_dns(lua_State *L);
 void corio_open_stdio(lua_State *L);
+void corio_open_host(lua_State *L);      /* after runtime */
 
 /* observe.c: a readable tree of the runtime's tasks (pushes a string). */
 void corio_dump_push(lua_State *L, corio_rt *rt);

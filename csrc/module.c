@@ -10,6 +10,7 @@ __attribute__((visibility("default"))) int luaopen_corio_core(lua_State *L) {
   lua_newtable(L);
   corio_open_core(L);
   corio_open_runtime(L);
+  corio_open_host(L);
   corio_open_task(L);
   corio_open_time(L);
   corio_open_scope(L);

@@ -275,56 +275,100 @@ static void rt_abandon(lua_State *L, corio_rt *rt) {
   }
 }
 
-static void rt_loop(lua_State *L, corio_rt *rt) {
-  for (;;) {
-    uint64_t next;
-    if (rt->pending_ref != LUA_NOREF) rt_report_pending(L, rt);
-    if (!corio_list_empty(&rt->deferred)) rt_run_deferred(L, rt);
-    if (!corio_list_empty(&rt->ready)) {
-      rt->gc_tried = 0;
-      rt_run_batch(L, rt);
-      continue;
-    }
-    if (corio_timers_run(rt, corio_now_ns(rt))) continue;
-    if (rt->main->state >= CORIO_DONE || rt->deadlock_ref != LUA_NOREF) {
-      if (!rt->n_live) return;
-      if (!rt->reaping) {
-        rt_reap(rt);
-        continue;
-      }
-    }
-    next = corio_timers_next(rt);
-    if (next == UINT64_MAX && !rt_io_alive(rt)) {
-      if (!rt->gc_tried) {
-        /* a forgotten permit or guard comes back when collected, and may
-           wake a waiter: collect once before calling it a deadlock */
-        rt->gc_tried = 1;
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        continue;
-      }
-      if (rt->deadlock_ref == LUA_NOREF) {
-        rt_deadlock(L, rt);
-        rt_reap(rt);
-        continue;
-      }
-      rt_abandon(L, rt);
-      return;
-    }
-    if (!rt->virtual_clock) {
-      corio_clock_block(rt, next);
-      rt->tick_ns = uv_hrtime(); /* idle time is no slow step; and it
-                                    dates the tasks spawned next */
-    } else if (rt_io_alive(rt)) {
-      /* a pool job takes real time: virtual time waits for it rather
-         than jumping past a deadline meant to bound it */
-      int hold = next == UINT64_MAX || corio_pool_busy(rt);
-      uv_run(&rt->loop, hold ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-      if (!hold && corio_list_empty(&rt->ready)) rt->vnow = next;
-    } else {
-      rt->vnow = next; /* nothing else can happen first: jump */
+/* What one turn of the scheduler did. */
+enum { RT_MORE, RT_BATCH, RT_IDLE, RT_DONE };
+
+/* The host loop's stand-in for blocking (rt_turn with block == 0): poll
+   the loop once without waiting (which also registers new watchers, and
+   the real clock's wake-up at next, with the backend fd), and jump the
+   virtual clock where run would. RT_IDLE: only the outside world (I/O,
+   real time) can bring work now. */
+static int rt_poll(corio_rt *rt, uint64_t next) {
+  int alive = rt_io_alive(rt);
+  if (!rt->virtual_clock) corio_clock_poll(rt, next);
+  else if (alive) uv_run(&rt->loop, UV_RUN_NOWAIT);
+  if (!corio_list_empty(&rt->ready)) return RT_MORE;
+  if (next == UINT64_MAX && !rt_io_alive(rt)) return RT_MORE; /* check */
+  if (!rt->virtual_clock || (alive && (next == UINT64_MAX ||
+                                       corio_pool_busy(rt))))
+    return RT_IDLE;
+  rt->vnow = next;
+  return RT_MORE;
+}
+
+/* One turn: a batch of ready tasks, due timers, the end of the run, or a
+   wait for the loop (block: as run does; else rt_poll). */
+static int rt_turn(lua_State *L, corio_rt *rt, int block) {
+  uint64_t next;
+  if (rt->pending_ref != LUA_NOREF) rt_report_pending(L, rt);
+  if (!corio_list_empty(&rt->deferred)) rt_run_deferred(L, rt);
+  if (!corio_list_empty(&rt->ready)) {
+    rt->gc_tried = 0;
+    rt_run_batch(L, rt);
+    return RT_BATCH;
+  }
+  if (corio_timers_run(rt, corio_now_ns(rt))) return RT_MORE;
+  if (rt->main->state >= CORIO_DONE || rt->deadlock_ref != LUA_NOREF) {
+    if (!rt->n_live) return RT_DONE;
+    if (!rt->reaping) {
+      rt_reap(rt);
+      return RT_MORE;
     }
   }
+  next = corio_timers_next(rt);
+  if (next == UINT64_MAX && !rt_io_alive(rt)) {
+    if (!rt->gc_tried) {
+      /* a forgotten permit or guard comes back when collected, and may
+         wake a waiter: collect once before calling it a deadlock */
+      rt->gc_tried = 1;
+      lua_gc(L, LUA_GCCOLLECT, 0);
+      return RT_MORE;
+    }
+    if (rt->deadlock_ref == LUA_NOREF) {
+      rt_deadlock(L, rt);
+      rt_reap(rt);
+      return RT_MORE;
+    }
+    rt_abandon(L, rt);
+    return RT_DONE;
+  }
+  if (!block) return rt_poll(rt, next);
+  if (!rt->virtual_clock) {
+    corio_clock_block(rt, next);
+    rt->tick_ns = uv_hrtime(); /* idle time is no slow step; and it
+                                  dates the tasks spawned next */
+  } else if (rt_io_alive(rt)) {
+    /* a pool job takes real time: virtual time waits for it rather
+       than jumping past a deadline meant to bound it */
+    int hold = next == UINT64_MAX || corio_pool_busy(rt);
+    uv_run(&rt->loop, hold ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    if (!hold && corio_list_empty(&rt->ready)) rt->vnow = next;
+  } else {
+    rt->vnow = next; /* nothing else can happen first: jump */
+  }
+  return RT_MORE;
 }
+
+/* Turns until the run is done (returns 1); for a host step (block == 0)
+   also until the loop would block, or one batch has run and more tasks
+   are ready (0): at most one batch per step, so tasks that are always
+   ready cannot starve the host (backend_timeout then says 0). The one
+   caller of rt_turn, kept out of line so that the scheduler's helpers
+   stay inlined into it as into one loop. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static int rt_turns(lua_State *L, corio_rt *rt, int block) {
+  int r, batches = 0;
+  for (;;) {
+    if (!block && batches && !corio_list_empty(&rt->ready)) return 0;
+    r = rt_turn(L, rt, block);
+    if (r == RT_DONE || r == RT_IDLE) return r == RT_DONE;
+    batches += r == RT_BATCH;
+  }
+}
+
+static void rt_loop(lua_State *L, corio_rt *rt) { rt_turns(L, rt, 1); }
 
 static void rt_on_close_walk(uv_handle_t *h, void *arg) {
   (void)arg;
@@ -341,13 +385,6 @@ static void rt_close_loop(corio_rt *rt) {
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
   corio_clock_close(rt);
-}
-
-/* The loop runs under lua_pcall so that a memory error cannot leave the
-   runtime marked as running. */
-static int rt_protected_loop(lua_State *L) {
-  rt_loop(L, (corio_rt *)lua_touserdata(L, 1));
-  return 0;
 }
 
 static int rt_protected_abandon(lua_State *L) {
@@ -393,20 +430,24 @@ static void rt_recover(lua_State *L, corio_rt *rt) {
       lua_pop(L, 1);
 }
 
-/* rt:run(main, ...) -> main's results; raises main's error */
-static int lrt_run(lua_State *L) {
-  corio_rt *rt = check_rt(L, 1);
-  corio_ctx *ctx = corio_ctx_get(L);
+/* ------------------------------------- a run's phases (run, host.c) */
+
+corio_rt *corio_rt_bind(corio_rt *rt) {
   corio_rt *outer = corio_running; /* another Lua state's, or NULL */
-  corio_task *m;
-  int st, n, raise, mi;
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (ctx->rt || rt->running)
-    return luaL_error(L, "run: a corio runtime is already running (run "
-                      "cannot be called inside a task)");
-  if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
-  ctx->rt = rt;
+  rt->ctx->rt = rt;
   corio_running = rt;
+  return outer;
+}
+
+void corio_rt_unbind(corio_rt *rt, corio_rt *outer) {
+  rt->ctx->rt = NULL;
+  corio_running = outer;
+  rt->current = NULL;
+}
+
+/* Binds rt to L for a run and spawns main (fn at fnidx, nargs arguments
+   on top); pushes the main task. */
+void corio_rt_begin(lua_State *L, corio_rt *rt, int fnidx, int nargs) {
   rt->L = L;
   rt->running = 1;
   rt->reaping = 0;
@@ -414,16 +455,45 @@ static int lrt_run(lua_State *L) {
   rt->tick_ns = uv_hrtime();
   rt_dump_watch(rt, 1);
   if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
-  rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
-  mi = lua_gettop(L);
-  rt->main->flags |= CORIO_TF_OBSERVED; /* run raises its error */
-  st = rt_run_protected(L, rt, rt_protected_loop);
-  if (st != LUA_OK) rt_recover(L, rt); /* the error stays on top of L */
+  rt->main = corio_task_spawn(L, rt, fnidx, nargs, "main", NULL);
+  rt->main->flags |= CORIO_TF_OBSERVED; /* the run hands its outcome */
+}
+
+/* The scheduler runs under lua_pcall so that a memory error cannot leave
+   the runtime marked as running. */
+static int rt_protected_drive(lua_State *L) {
+  corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
+  int how = (int)lua_tointeger(L, 2);
+  if (how == CORIO_DRIVE_STEP) {
+    lua_pushboolean(L, rt_turns(L, rt, 0));
+    return 1;
+  }
+  if (how == CORIO_DRIVE_CANCEL) rt_reap(rt);
+  rt_loop(L, rt);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int corio_rt_drive(lua_State *L, corio_rt *rt, int how, int *done) {
+  int st;
+  lua_pushcfunction(L, rt_protected_drive);
+  lua_pushlightuserdata(L, rt);
+  lua_pushinteger(L, how);
+  st = lua_pcall(L, 2, 1, 0);
+  if (st == LUA_OK) {
+    *done = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return st;
+  }
+  rt_recover(L, rt); /* the error stays on top of L */
+  *done = 1;
+  return st;
+}
+
+int corio_rt_end(lua_State *L, corio_rt *rt, int st, corio_rt *outer) {
   /* rt->running stays set while reporting, so on_error cannot re-enter
      run on this runtime; with ctx->rt clear it cannot spawn into it */
-  ctx->rt = NULL;
-  corio_running = outer;
-  rt->current = NULL;
+  corio_rt_unbind(rt, outer);
   if (st == LUA_OK) rt_report_all(L, rt);
   rt_dump_watch(rt, 0);
   corio_io_teardown(L, rt); /* no task is left to use them */
@@ -436,9 +506,31 @@ static int lrt_run(lua_State *L) {
     if (st == LUA_OK) st = LUA_ERRRUN; /* else the escaped error wins */
     else lua_pop(L, 1);
   }
-  m = rt->main; /* on L's stack since spawn: anchored */
   rt->main = NULL;
-  if (st != LUA_OK) return lua_error(L);
+  return st;
+}
+
+/* rt:run(main, ...) -> main's results; raises main's error */
+static int lrt_run(lua_State *L) {
+  corio_rt *rt = check_rt(L, 1);
+  corio_ctx *ctx = corio_ctx_get(L);
+  corio_rt *outer;
+  corio_task *m;
+  int st, n, raise, done, mi;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (rt->host == CORIO_HOST_STARTED)
+    return luaL_error(L, "run: the runtime was started by rt:start (drive "
+                      "it with rt:step, or rt:close it)");
+  if (ctx->rt || rt->running)
+    return luaL_error(L, "run: a corio runtime is already running (run "
+                      "cannot be called inside a task)");
+  if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
+  outer = corio_rt_bind(rt);
+  corio_rt_begin(L, rt, 2, lua_gettop(L) - 2);
+  m = rt->main; /* on L's stack: anchored */
+  mi = lua_gettop(L);
+  st = corio_rt_drive(L, rt, CORIO_DRIVE_RUN, &done);
+  if ((st = corio_rt_end(L, rt, st, outer)) != LUA_OK) return lua_error(L);
   n = corio_task_outcome(L, m, mi, 0, &raise);
   return raise ? lua_error(L) : n;
 }
@@ -535,6 +627,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   rt->context_ref = LUA_NOREF;
   rt->deadlock_ref = LUA_NOREF;
   rt->pending_ref = LUA_NOREF;
+  rt->host_ref = LUA_NOREF;
   corio_list_init(&rt->ready);
   corio_list_init(&rt->live);
   corio_list_init(&rt->unobserved);
@@ -592,9 +685,12 @@ static int lcorio_run(lua_State *L) {
 
 
 /* rt:close(): releases the loop and its file descriptors now rather than
-   when the runtime is collected; run fails afterwards. Idempotent. */
+   when the runtime is collected; run fails afterwards. Idempotent. A
+   runtime started by rt:start is first cancelled and run to its end. */
 static int lrt_close(lua_State *L) {
   corio_rt *rt = check_rt(L, 1);
+  if (rt->host == CORIO_HOST_STARTED || rt->host == CORIO_HOST_STEPPING)
+    corio_host_cancel(L, rt);
   if (rt->running) return luaL_error(L, "close: the runtime is running");
   rt_close_loop(rt);
   return 0;
@@ -677,6 +773,7 @@ static int lrt_gc(lua_State *L) {
   aux_unref(L, &rt->on_log_ref);
   aux_unref(L, &rt->trace_ref);
   aux_unref(L, &rt->context_ref);
+  aux_unref(L, &rt->host_ref);
   corio_task_slots_free(L, rt);
   if (rt->pending_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->pending_ref);

@@ -243,6 +243,17 @@ void corio_clock_block(corio_rt *rt, uint64_t next) {
   if (h) uv_unref(h);
 }
 
+/* The host loop's step (host.c): the same without waiting. The wake-up
+   source is armed and referenced while the loop is polled, so that libuv
+   registers it with its backend fd: a host polling that fd wakes at
+   next too (and a stale expiry is read, not left readable forever). */
+void corio_clock_poll(corio_rt *rt, uint64_t next) {
+  uv_handle_t *h = next == UINT64_MAX ? NULL : clock_arm(rt, next);
+  if (h) uv_ref(h);
+  uv_run(&rt->loop, UV_RUN_NOWAIT);
+  if (h) uv_unref(h);
+}
+
 /* ---------------------------------------------------------------- Lua */
 
 /* corio.sleep(secs): never returns early; sleep(0) is corio.yield(). */

@@ -59,6 +59,7 @@ build = {
         "csrc/udp.c",
         "csrc/dns.c",
         "csrc/stdio.c",
+        "csrc/host.c",
       },
       incdirs = { "csrc", "$(LIBUV_INCDIR)" },
       libdirs = { "$(LIBUV_LIBDIR)" },
@@ -72,5 +73,6 @@ build = {
     ["corio.map"] = "lua/corio/map.lua",
     ["corio.test"] = "lua/corio/test.lua",
     ["corio.net"] = "lua/corio/net.lua",
+    ["corio.luv"] = "lua/corio/luv.lua",
   },
 }

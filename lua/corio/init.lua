@@ -269,5 +269,6 @@ end
 
 require("corio.retry").install(M, ypcall)
 require("corio.map").install(M, ypcall)
+M.luv = require "corio.luv" -- loads luv only when attach is called
 
 return M

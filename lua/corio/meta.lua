@@ -166,6 +166,39 @@ function Runtime:config() end
 ---@return function|nil
 function Runtime:trace(fn) end
 
+---Host loop: spawns `main(...)` as the task "main" and returns at once; the host's own
+---loop then calls `rt:step()` until it returns false. main first runs at the next step.
+---@param main async fun(...):...
+---@param ... any arguments for `main`
+function Runtime:start(main, ...) end
+
+---Host loop: runs what is ready without ever blocking (at most one batch of tasks).
+---Returns true while the run started by `start` goes on, false once it is over.
+---Call it from the host's own code, not from a task.
+---@return boolean more
+function Runtime:step() end
+
+---Host loop: main's outcome once `step` returned false: `true, results...` or
+---`false, err` (like `t:wait()`; a deadlock or a cancellation by `close` is `false, err`).
+---It is the outcome of the last run started by `start`.
+---@return boolean ok
+---@return any ... main's results, or its error
+function Runtime:result() end
+
+---Host loop: whether a run started by `start` goes on.
+---@return boolean
+function Runtime:started() end
+
+---Host loop: libuv's backend fd (epoll on Linux), readable when corio's loop has I/O
+---to process (on Linux also when the next corio timer is due).
+---@return integer fd
+function Runtime:backend_fd() end
+
+---Host loop: milliseconds until `step` has work without I/O: 0 (call it now),
+---the time to the next timer, or -1 (only I/O can bring work; no run going on).
+---@return integer ms
+function Runtime:backend_timeout() end
+
 ---Makes a runtime; unknown options are an error.
 ---@param opts? corio.RuntimeOptions
 ---@return corio.Runtime
@@ -1110,5 +1143,32 @@ function corio.stdin() end
 ---@return corio.Stream? stream
 ---@return corio.Error? err
 function corio.stdout() end
+
+-- ---------------------------------------------------------- corio.luv --
+
+---Drives a runtime started by `rt:start` from a luv loop (Neovim's `vim.uv`/`vim.loop`,
+---luvit, or the luv module). Also `require "corio.luv"`.
+corio.luv = {}
+
+---@class corio.LuvAttachOptions
+---@field uv? table the luv module (default: `vim.uv`/`vim.loop` in Neovim, else `require "luv"`)
+---@field on_done? fun(ok: boolean, ...) called once with `rt:result()` when the run is over
+---(without it a failed run is raised from the luv callback)
+
+---@class corio.LuvAttachment
+---@field done boolean true once the run is over
+local LuvAttachment = {}
+
+---Closes the luv handles; the run goes on, to be driven by `rt:step()` or closed.
+function LuvAttachment:detach() end
+
+---Cancels the run (`rt:close()`), closes the luv handles and calls `on_done` with main's outcome.
+function LuvAttachment:close() end
+
+---Polls `rt:backend_fd()` and arms a timer from `rt:backend_timeout()` after every step.
+---@param rt corio.Runtime a runtime started with `rt:start`
+---@param opts? corio.LuvAttachOptions
+---@return corio.LuvAttachment
+function corio.luv.attach(rt, opts) end
 
 return corio
