@@ -72,5 +72,6 @@ build = {
     ["corio.map"] = "lua/corio/map.lua",
     ["corio.test"] = "lua/corio/test.lua",
     ["corio.net"] = "lua/corio/net.lua",
+    ["corio.socket"] = "lua/corio/socket.lua",
   },
 }
