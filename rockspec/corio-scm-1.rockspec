@@ -73,5 +73,6 @@ build = {
     ["corio.test"] = "lua/corio/test.lua",
     ["corio.net"] = "lua/corio/net.lua",
     ["corio.socket"] = "lua/corio/socket.lua",
+    ["corio.socket_meta"] = "lua/corio/socket_meta.lua",
   },
 }
