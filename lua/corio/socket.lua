@@ -32,6 +32,7 @@ local floor = math.floor
 local unpack = table.unpack or unpack
 local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local now, current, is_cancelled = corio.now, corio.current, corio.is_cancelled
+local byte, sub, find, gsub = string.byte, string.sub, string.find, string.gsub
 local ypcall = corio._ypcall
 
 -- receive's line and "everything" reads: LuaSocket has no limit; corio
@@ -122,8 +123,9 @@ local function settimeout(self, value, mode)
   return 1
 end
 
--- The deadline of the next wait of a call that started at t0, in o (a
--- table kept by the socket), or nil when the call's total time is out.
+-- The deadline of the next wait of a call that started at t0 (nil
+-- without a total timeout), in o (a table kept by the socket), or nil
+-- when the call's total time is out.
 local function wait_for(self, t0, o)
   local left = self.tb
   if self.tt then
@@ -283,12 +285,22 @@ local function take_buffered(s)
   return s:read(n) or ""
 end
 
+-- A line read with its end, without the end and every \r (LuaSocket's
+-- "*l"); the common "\r\n" end costs no pattern match.
+local function strip_line(data)
+  local last = #data - 1
+  if byte(data, last) == 13 then last = last - 1 end
+  local line = sub(data, 1, last)
+  if find(line, "\r", 1, true) then line = gsub(line, "\r", "") end
+  return line
+end
+
 local function receive_impl(self, fmt, need, prefix)
   local s, ro = self.stream, self.ro
-  local t0 = now()
+  local t0 = self.tt and now()
   while true do
     local o = wait_for(self, t0, ro)
-    local before = s:buffered()
+    local before = self.tb and s:buffered()
     local data, err
     if o then
       data, err = s:read(fmt or need, o)
@@ -298,10 +310,8 @@ local function receive_impl(self, fmt, need, prefix)
     if data then
       self.received = self.received + #data
       if fmt == "L" then
-        if data:sub(-1) == "\n" then
-          return prefix .. (data:sub(1, -2):gsub("\r", ""))
-        end
-        return nil, "closed", prefix .. (data:gsub("\r", ""))
+        if byte(data, -1) == 10 then return prefix .. strip_line(data) end
+        return nil, "closed", prefix .. (gsub(data, "\r", ""))
       elseif fmt == "a" then
         return prefix .. data
       elseif #data < need then
@@ -311,8 +321,8 @@ local function receive_impl(self, fmt, need, prefix)
     end
     -- a block timeout ("b") bounds a wait without progress: bytes came
     -- in during this one, so wait again (within any total timeout)
-    if not (err.kind == "timeout" and o and self.tb and s:buffered() > before
-            and (not self.tt or now() - t0 < self.tt)) then
+    if not (err.kind == "timeout" and o and before and s:buffered() > before
+            and (not t0 or now() - t0 < self.tt)) then
       local part = take_buffered(s)
       self.received = self.received + #part
       if fmt == "L" then part = part:gsub("\r", "") end
@@ -356,7 +366,7 @@ function tcp:receive(pattern, prefix)
 end
 
 local function send_impl(self, data, i, j)
-  local o = wait_for(self, now(), self.to)
+  local o = wait_for(self, self.tt and now(), self.to)
   if not o then return nil, "timeout", i - 1 end
   local chunk = (i == 1 and j == #data) and data or data:sub(i, j)
   local ok, err = self.stream:write(chunk, o)
