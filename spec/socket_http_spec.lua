@@ -137,6 +137,50 @@ describe("socket.http on corio.socket", function()
     end, REAL)
   end)
 
+  it("socket.smtp (with socket.tp) loaded by corio.socket.require sends mail to a corio SMTP server", function()
+    local smtp = socket.require "socket.smtp"
+    H.run(function()
+      local srv = assert(corio.tcp.listen("127.0.0.1", 0))
+      local got = {}
+      local smtpd = corio.spawn(function()
+        local c = assert(srv:accept())
+        c:write("220 corio ESMTP\r\n")
+        while true do
+          local line = c:read("l")
+          if not line then break end
+          got[#got + 1] = line:match("^(%u+)")
+          if line == "DATA" then
+            c:write("354 go on\r\n")
+            local body = {}
+            repeat
+              local l = c:read("l")
+              body[#body + 1] = l
+            until l == "." or not l
+            got.body = table.concat(body, "\n")
+            c:write("250 queued\r\n")
+          elseif line:match("^QUIT") then
+            c:write("221 bye\r\n")
+            break
+          else
+            c:write("250 ok\r\n")
+          end
+        end
+        c:close()
+      end)
+      local r, err = smtp.send({
+        from = "<a@localhost>", rcpt = { "<b@localhost>", "<c@localhost>" },
+        server = "127.0.0.1", port = srv:port(),
+        source = smtp.message({ headers = { subject = "hello" }, body = "a body line" }),
+      })
+      assert(r, err)
+      smtpd:join()
+      srv:close()
+      assert.same({ "EHLO", "MAIL", "RCPT", "RCPT", "DATA", "QUIT" }, { H.unpack(got) })
+      assert.matches("a body line", got.body)
+      assert.matches("Subject: hello", got.body)
+    end, REAL)
+  end)
+
   it("a request cancelled by corio.timeout closes its socket: the server sees the close, no handle leaks", function()
     local http = socket.require "socket.http"
     H.run(function()
