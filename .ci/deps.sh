@@ -16,6 +16,7 @@ pkgs=(
   luajit libluajit-5.1-dev
   libuv1-dev
   luarocks lua-busted lua-check lua-luv lua-cqueues
+  lua-socket lua-redis redis-server lua-copas neovim
   "$@"
 )
 

@@ -29,8 +29,10 @@ local modules = {
 }
 
 local rt
--- "bare" and "c" (a C program the workload builds) need no Lua runtime
-if impl ~= "bare" and impl ~= "c" then
+-- "bare" and "c" (a C program the workload builds) need no Lua runtime,
+-- nor do the clients of w_http that are not corio (copas, luasocket)
+local no_runtime = { bare = true, c = true, copas = true, luasocket = true }
+if not no_runtime[impl] then
   local ok, mod = pcall(require, assert(modules[impl], "unknown implementation"))
   if not ok then
     print("SKIP cannot load " .. impl .. ": " .. tostring(mod):gsub("\n.*", ""))

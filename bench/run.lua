@@ -158,6 +158,20 @@ local WORKLOADS = {
         target = { vs = "c", ge = 0.9 } },
       { key = "hwm_kb", metric = "peak RSS", fmt = "kb" },
     } },
+  { name = "http_get", module = "http", issue = 12,
+    impls = { "corio", "copas", "luasocket" },
+    params = { n = 1000, concurrency = 50, delay_ms = 0 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "socket.http GETs/s ({n}, {concurrency} at a time; " ..
+        "copas and sequential LuaSocket in bench/RESULTS.md)", fmt = "rate" },
+    } },
+  { name = "http_get_5ms", module = "http", issue = 12,
+    impls = { "corio", "copas", "luasocket" },
+    params = { n = 1000, concurrency = 50, delay_ms = 5 }, scaled = { "n" },
+    rows = {
+      { key = "rate", metric = "socket.http GETs/s ({n}, {concurrency} at a time, " ..
+        "server answers after {delay_ms} ms)", fmt = "rate" },
+    } },
 }
 
 -- Printed under the table when the pool workloads ran.
@@ -368,7 +382,10 @@ end
 local function run_workload(w, have, notes)
   local impls = {}
   for _, impl in ipairs(w.impls or ALL) do
-    if impl == "bare" or impl == "c" or have[impl] then impls[#impls + 1] = impl end
+    -- (implementations without a probe skip themselves when missing)
+    if impl == "bare" or impl == "c" or have[impl] or not PROBES[impl] then
+      impls[#impls + 1] = impl
+    end
   end
   local params = params_of(w)
   local samples, dead = {}, {}

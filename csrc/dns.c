@@ -140,7 +140,23 @@ static int lcorio_resolve(lua_State *L) {
   return corio_await(L, t, "resolve", resolve_abort, r, timeout);
 }
 
+/* core._gethostname() -> this machine's host name | nil, err (a system
+   call that does not wait: uv_os_gethostname) */
+static int lcorio_gethostname(lua_State *L) {
+  char name[UV_MAXHOSTNAMESIZE];
+  size_t n = sizeof name;
+  int r = uv_os_gethostname(name, &n);
+  if (r) return corio_io_fail(L, r, "gethostname");
+  lua_pushlstring(L, name, n);
+  return 1;
+}
+
 static const luaL_Reg retry_funcs[] = {{"resolve", lcorio_resolve},
                                        {NULL, NULL}};
+static const luaL_Reg funcs[] = {{"_gethostname", lcorio_gethostname},
+                                 {NULL, NULL}};
 
-void corio_open_dns(lua_State *L) { corio_setfuncs(L, retry_funcs, 2); }
+void corio_open_dns(lua_State *L) {
+  corio_setfuncs(L, retry_funcs, 2);
+  corio_setfuncs(L, funcs, 0);
+}

@@ -460,6 +460,33 @@ static int lstream_read_some(lua_State *L) {
                        timeout);
 }
 
+/* s:buffered() -> the count of bytes buffered now, and whether reading
+   has ended (end of stream or an error, which the next read returns). A
+   probe that never waits and consumes nothing (LuaSocket's dirty() and
+   select build on it). */
+static int lstream_buffered(lua_State *L) {
+  corio_stream *s = corio_stream_check(L, 1, "buffered");
+  lua_pushinteger(L, (lua_Integer)s->len);
+  lua_pushboolean(L, s->rstatus != 0);
+  return 2;
+}
+
+/* s:readable([opts]) -> true | nil, err: waits until a read would not
+   wait (a byte is buffered, or reading has ended), consuming nothing.
+   Cancel safe as read_some is. */
+static int lstream_readable(lua_State *L) {
+  corio_stream *s = corio_stream_check(L, 1, "readable");
+  double timeout = corio_io_timeout(L, 2, "readable", NULL);
+  corio_task *t = corio_await_begin(L, "readable");
+  if (s->flags & SF_NOREAD)
+    return luaL_error(L, "readable: the stream is not readable");
+  if (s->len || s->rstatus) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return aux_read_wait(L, s, t, lstream_readable, R_SOME, 1, timeout);
+}
+
 /* ------------------------------------------------------------- writing */
 
 /* Wakes the writers waiting for the queue to drain: every one with an
@@ -721,12 +748,13 @@ static int lstream_tostring(lua_State *L) {
 
 /* (local_addr, peer_addr, nodelay and keepalive are added by tcp.c) */
 static const luaL_Reg methods[] = {
-    {"close", lstream_close}, {"closed", lstream_closed}, {NULL, NULL}};
+    {"close", lstream_close}, {"closed", lstream_closed},
+    {"buffered", lstream_buffered}, {NULL, NULL}};
 /* waiting methods that may start over for a budget slot (await 2) */
 static const luaL_Reg retry_methods[] = {
     {"read", lstream_read},       {"read_some", lstream_read_some},
     {"write", lstream_write},     {"shutdown", lstream_shutdown},
-    {"flush", lstream_flush},
+    {"flush", lstream_flush},     {"readable", lstream_readable},
     {NULL, NULL}};
 static const luaL_Reg meta[] = {{"__gc", lstream_gc},
                                 {"__close", lstream_close},

@@ -582,6 +582,50 @@ static int lstream_keepalive(lua_State *L) {
   return 1;
 }
 
+/* s:fileno() -> the socket's descriptor (LuaSocket's getfd): for
+   setsockopt and the like; corio still owns it (do not close it). */
+static int lstream_fileno(lua_State *L) {
+  corio_stream *s = corio_stream_check(L, 1, "fileno");
+  uv_os_fd_t fd;
+  int r = uv_fileno(corio_stream_handle(s), &fd);
+  if (r) return corio_io_fail(L, r, "fileno");
+  lua_pushinteger(L, (lua_Integer)fd);
+  return 1;
+}
+
+/* s:linger(secs | false): SO_LINGER. With secs, close() discards unsent
+   data and resets the connection after at most secs (0: at once, RST);
+   false restores the default (a graceful close in the background). */
+static int lstream_linger(lua_State *L) {
+  corio_stream *s = aux_check_tcp(L, "linger");
+  struct linger lg;
+  uv_os_fd_t fd;
+  int r;
+  lg.l_onoff = lua_toboolean(L, 2);
+  lg.l_linger = 0;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Number v = lua_tonumber(L, 2);
+    if (!(v >= 0 && v <= 65535))
+      return luaL_argerror(L, 2, "seconds from 0 to 65535 expected");
+    lg.l_linger = (int)v;
+  } else if (lg.l_onoff) {
+    return luaL_argerror(L, 2, "seconds or false expected");
+  }
+  if ((r = uv_fileno(corio_stream_handle(s), &fd)) != 0)
+    return corio_io_fail(L, r, "linger");
+  if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0)
+    return corio_io_fail(L, uv_translate_sys_error(errno), "linger");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* srv:fileno() -> the listening socket's descriptor */
+static int llistener_fileno(lua_State *L) {
+  listener *l = check_listener(L, "fileno");
+  lua_pushinteger(L, l->fd);
+  return 1;
+}
+
 /* core._io_timeout(opts, fname): the deadline of a connect (its options
    checked), for the Lua layer that spends it over several addresses. */
 static int lio_timeout(lua_State *L) {
@@ -595,7 +639,8 @@ static int lio_timeout(lua_State *L) {
 /* ---------------------------------------------------------------- open */
 
 static const luaL_Reg listener_methods[] = {
-    {"port", llistener_port}, {"close", llistener_close}, {NULL, NULL}};
+    {"port", llistener_port}, {"close", llistener_close},
+    {"fileno", llistener_fileno}, {NULL, NULL}};
 static const luaL_Reg listener_retry[] = {{"accept", llistener_accept},
                                           {NULL, NULL}};
 static const luaL_Reg listener_meta[] = {{"__gc", llistener_gc},
@@ -613,6 +658,7 @@ static const luaL_Reg funcs[] = {{"_io_timeout", lio_timeout},
 static const luaL_Reg stream_methods[] = {
     {"local_addr", lstream_local_addr}, {"peer_addr", lstream_peer_addr},
     {"nodelay", lstream_nodelay},       {"keepalive", lstream_keepalive},
+    {"fileno", lstream_fileno},         {"linger", lstream_linger},
     {NULL, NULL}};
 
 void corio_open_tcp(lua_State *L) {

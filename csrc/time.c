@@ -274,7 +274,18 @@ static int lcorio_now(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg funcs[] = {{"now", lcorio_now}, {NULL, NULL}};
+/* core._gettime() -> wall-clock seconds since the epoch, with
+   microseconds (LuaSocket's gettime); never virtual. */
+static int lcorio_gettime(lua_State *L) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0) return luaL_error(L, "gettime failed");
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {{"now", lcorio_now},
+                                 {"_gettime", lcorio_gettime},
+                                 {NULL, NULL}};
 static const luaL_Reg await_funcs[] = {{"sleep", lcorio_sleep},
                                        {NULL, NULL}};
 

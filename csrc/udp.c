@@ -306,6 +306,16 @@ static int ludp_local_addr(lua_State *L) {
   return corio_addr_push(L, (struct sockaddr *)&ss);
 }
 
+/* u:fileno() -> the socket's descriptor (LuaSocket's getfd) */
+static int ludp_fileno(lua_State *L) {
+  udp_sock *u = check_udp(L, "fileno");
+  uv_os_fd_t fd;
+  int r = uv_fileno((uv_handle_t *)&u->h, &fd);
+  if (r) return corio_io_fail(L, r, "fileno");
+  lua_pushinteger(L, (lua_Integer)fd);
+  return 1;
+}
+
 static int ludp_tostring(lua_State *L) {
   udp_ud *ud = (udp_ud *)corio_checkudata(L, 1, UDP_MT);
   if (aux_live(ud->u)) lua_pushfstring(L, "corio.UdpSocket (%p)", ud->u);
@@ -342,6 +352,7 @@ static int ludp_bind(lua_State *L) {
 
 static const luaL_Reg methods[] = {{"close", ludp_close},
                                    {"local_addr", ludp_local_addr},
+                                   {"fileno", ludp_fileno},
                                    {NULL, NULL}};
 static const luaL_Reg retry_methods[] = {{"recv", ludp_recv},
                                          {"send", ludp_send},

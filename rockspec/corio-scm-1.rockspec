@@ -74,5 +74,7 @@ build = {
     ["corio.test"] = "lua/corio/test.lua",
     ["corio.net"] = "lua/corio/net.lua",
     ["corio.luv"] = "lua/corio/luv.lua",
+    ["corio.socket"] = "lua/corio/socket.lua",
+    ["corio.socket_meta"] = "lua/corio/socket_meta.lua",
   },
 }

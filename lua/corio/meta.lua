@@ -1033,6 +1033,31 @@ function Stream:nodelay(on) end
 ---@return corio.Error? err
 function Stream:keepalive(on, delay) end
 
+---The count of bytes buffered now, and whether reading has ended (end of stream or an
+---error the next read returns). Never waits, consumes nothing.
+---@return integer bytes
+---@return boolean ended
+function Stream:buffered() end
+
+---Waits until a read would not wait (a byte is buffered, or reading ended); consumes nothing.
+---@async
+---@param opts? corio.IoOptions
+---@return true? ok
+---@return corio.Error? err
+function Stream:readable(opts) end
+
+---TCP: the socket's descriptor (corio still owns it: do not close it).
+---@return integer? fd
+---@return corio.Error? err
+function Stream:fileno() end
+
+---TCP: SO_LINGER. With `secs`, close() resets the connection after at most `secs`
+---(0: at once); `false` restores the default graceful close.
+---@param secs integer|false
+---@return true? ok
+---@return corio.Error? err
+function Stream:linger(secs) end
+
 ---A listening TCP or Unix socket. `<close>` closes it.
 ---@class corio.Listener
 local Listener = {}
@@ -1047,6 +1072,10 @@ function Listener:accept(opts) end
 ---The bound TCP port.
 ---@return integer
 function Listener:port() end
+
+---The listening socket's descriptor (corio owns it).
+---@return integer
+function Listener:fileno() end
 
 ---Closes the listener (idempotent); waiting acceptors get kind "closed".
 function Listener:close() end
@@ -1077,6 +1106,11 @@ function UdpSocket:recv(opts) end
 ---@return string host
 ---@return integer port
 function UdpSocket:local_addr() end
+
+---The socket's descriptor (corio owns it).
+---@return integer? fd
+---@return corio.Error? err
+function UdpSocket:fileno() end
 
 ---Closes the socket (idempotent).
 function UdpSocket:close() end
