@@ -14,6 +14,7 @@ local M = {}
 local type, error, select = type, error, select
 
 local KNOWN = { concurrency = true, ordered = true }
+local STREAM_BUFFER = 1024
 
 local function check(fname, fn, opts)
   if type(fn) ~= "function" then
@@ -131,9 +132,22 @@ function M.install(corio, ypcall)
         .. type(iter) .. ")", 2)
     end
     local c = check("stream", fn, opts)
-    local out = channel(c)
+    -- results wait for the consumer in a channel of c slots, at most
+    -- STREAM_BUFFER (a huge concurrency must not allocate a huge ring)
+    local out = channel(c < STREAM_BUFFER and c or STREAM_BUFFER)
     local done, exhausted = false, false
-    local function worker()
+    -- Workers are started as inputs arrive, not c of them up front: a
+    -- huge concurrency (math.huge) over a short iterator would otherwise
+    -- spawn without end before the first worker ever ran.
+    local started, nursery = 0, nil
+    local worker
+    local function grow()
+      if started < c and not exhausted then
+        started = started + 1
+        nursery:spawn(worker)
+      end
+    end
+    worker = function()
       while not exhausted do
         -- an iterator that raises ends the stream with its error, like
         -- fn; once it returned nil nobody calls it again
@@ -148,6 +162,7 @@ function M.install(corio, ypcall)
           exhausted = true
           return
         end
+        grow() -- someone pulls the next input while fn runs on this one
         local r = pack(ypcall(fn, item))
         r.item = item
         if not out:send(r) then return end -- closed: the stream stopped
@@ -158,7 +173,8 @@ function M.install(corio, ypcall)
     -- the workers it had started wait for it to take their results)
     local sup = corio.spawn({ name = "stream" }, function()
       corio.scope(function(s)
-        for _ = 1, c do s:spawn(worker) end
+        nursery = s
+        grow()
       end)
       out:close() -- every input was handled
     end)

@@ -29,8 +29,21 @@ local function finish(h, release, ok, ...)
   return ...
 end
 
-local function make_with(take, release, ypcall)
+-- the wrong self is an argument error naming 'with', as in the C methods
+local function check_self(mt, class, self)
+  if getmetatable(self) ~= mt or type(self) ~= "userdata" then
+    local got = getmetatable(self)
+    got = type(got) == "table" and type(rawget(got, "__name")) == "string"
+      and got.__name or type(self)
+    error(("bad argument #1 to 'with' (%s expected, got %s)"):format(class,
+      got), 3)
+  end
+end
+
+local function make_with(class, take, release, ypcall)
+  local mt = debug.getregistry()[class]
   return function(self, fn, ...)
+    check_self(mt, class, self)
     check_fn(fn)
     local h, err = take(self)
     if not h then error(err, 2) end
@@ -61,11 +74,11 @@ function M.install(core, ypcall)
   --- sem:with(fn, ...): acquires one permit, calls fn(...), releases the
   --- permit when fn returns, raises or is cancelled; returns fn's results.
   --- Raises the "closed" error if the semaphore is closed.
-  sem.with = make_with(function(s) return s:acquire() end, release_permit,
+  sem.with = make_with("corio.Semaphore", function(s) return s:acquire() end, release_permit,
     ypcall)
 
   --- m:with(fn, ...): locks, calls fn(...), unlocks however fn ends.
-  mutex.with = make_with(function(m) return m:lock() end, unlock_guard,
+  mutex.with = make_with("corio.Mutex", function(m) return m:lock() end, unlock_guard,
     ypcall)
 
   --- for v in ch:iter() do ... end: receives until the channel is closed
