@@ -401,6 +401,9 @@ void corio_wake_raise(corio_task *t);    /* error object on top of t->co */
 void corio_task_poke(corio_task *t);
 /* The same when the caller knows t is cancelled by `by`. */
 void corio_task_poke_by(corio_task *t, corio_scope *by);
+/* t:cancel(): flags t and wakes it and its scopes' tasks (not through a
+   shield); nothing when t has finished. */
+void corio_task_cancel(corio_task *t);
 /* corio_task_cancelled_by at a checkpoint: also fires the deadlines on
    the way that have passed but whose timer has not run yet. */
 corio_scope *corio_task_checkpoint(corio_task *t);

@@ -395,7 +395,9 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   t->parent = parent;
   /* main has returned and the rest are being cancelled: a task spawned by
      their cleanup starts cancelled too, or run could never return */
-  if (rt->reaping) t->flags |= CORIO_TF_CANCEL;
+  if (rt->reaping && !parent) t->flags |= CORIO_TF_CANCEL;
+  /* (a nursery child is cancelled through its owner, which is: unless
+     a shield keeps that out) */
   if (parent) {
     corio_list_push(&parent->tasks, &t->scope_link);
     parent->nchildren++;
@@ -618,16 +620,19 @@ static int ltask_join(lua_State *L) { return aux_join(L, 0); }
 static int ltask_wait(lua_State *L) { return aux_join(L, 1); }
 
 /* Cancel t and, through its scopes, every task spawned inside them. */
-static int ltask_cancel(lua_State *L) {
-  corio_task *t = corio_check_task(L, 1);
+void corio_task_cancel(corio_task *t) {
   corio_scope *s = t->scope;
-  if (task_finished(t) || !t->rt) return 0;
+  if (task_finished(t) || !t->rt) return;
   t->flags |= CORIO_TF_CANCEL;
   corio_task_poke(t);
   /* wake what runs inside the task's own scopes (nursery children) */
   while (s && s->parent && s->parent->owner == t) s = s->parent;
   if (s && s->kind != CORIO_SCOPE_SHIELD) /* a shield keeps it all out */
     corio_scope_poke_tree(s, CORIO_SELF_CANCEL);
+}
+
+static int ltask_cancel(lua_State *L) {
+  corio_task_cancel(corio_check_task(L, 1));
   return 0;
 }
 

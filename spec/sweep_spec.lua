@@ -144,7 +144,7 @@ describe("the bad-input sweep", function()
 end)
 
 describe("found by the sweep", function()
-  it("regression: corio.stream with concurrency = math.huge over a short iterator neither hangs nor allocates a huge buffer", function()
+  it("regression: corio.stream with concurrency = math.huge over a short iterator does not hang", function()
     local got = H.run(function()
       local i = 0
       local out = {}
@@ -152,7 +152,11 @@ describe("found by the sweep", function()
         i = i + 1
         if i <= 3 then return i end
       end, function(x) corio.sleep(0.1) return x * 2 end, { concurrency = math.huge })
-      for r in step do out[#out + 1] = r end
+      while true do -- (PUC 5.1 cannot wait in a for iterator)
+        local r = step()
+        if r == nil then break end
+        out[#out + 1] = r
+      end
       table.sort(out)
       return out
     end)
@@ -171,7 +175,7 @@ describe("found by the sweep", function()
         return x
       end, { concurrency = 2 ^ 53 })
       local n = 0
-      for _ in step do n = n + 1 end
+      while step() ~= nil do n = n + 1 end
       assert.equal(50, n)
       return peak
     end)

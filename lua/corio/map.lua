@@ -138,31 +138,30 @@ function M.install(corio, ypcall)
     local done, exhausted = false, false
     -- Workers are started as inputs arrive, not c of them up front: a
     -- huge concurrency (math.huge) over a short iterator would otherwise
-    -- spawn without end before the first worker ever ran.
-    local started, nursery = 0, nil
-    local worker
-    local function grow()
-      if started < c and not exhausted then
-        started = started + 1
-        nursery:spawn(worker)
-      end
+    -- spawn without end before the first worker ever ran. The supervisor
+    -- starts the next worker once the last one has taken an input
+    -- (`pulled`), and stops when the inputs end (`pulled` is closed).
+    local pulled = channel(1)
+    local function no_more()
+      exhausted = true
+      pulled:close()
     end
-    worker = function()
+    local function worker()
       while not exhausted do
         -- an iterator that raises ends the stream with its error, like
         -- fn; once it returned nil nobody calls it again
         local got = pack(ypcall(iter))
         if not got[1] then
-          exhausted = true
+          no_more()
           out:send(got)
           return
         end
         local item = got[2]
         if item == nil then
-          exhausted = true
+          no_more()
           return
         end
-        grow() -- someone pulls the next input while fn runs on this one
+        pulled:try_send(true) -- another worker may pull the next input
         local r = pack(ypcall(fn, item))
         r.item = item
         if not out:send(r) then return end -- closed: the stream stopped
@@ -173,8 +172,11 @@ function M.install(corio, ypcall)
     -- the workers it had started wait for it to take their results)
     local sup = corio.spawn({ name = "stream" }, function()
       corio.scope(function(s)
-        nursery = s
-        grow()
+        local started = 0
+        repeat
+          started = started + 1
+          s:spawn(worker)
+        until started >= c or pulled:recv() == nil or exhausted
       end)
       out:close() -- every input was handled
     end)
