@@ -12,17 +12,18 @@
 #include <string.h>
 
 
-/* Two metatables, alike but for __gc: a task object is marked for
-   finalization only when it fails with nobody observing it (its metatable
-   then becomes TASK_GC_MT), since finalizers make every object cost more
-   to collect and only such a task has something to do when collected. */
+/* A task object has no finalizer, since finalizers make every object
+   cost more to collect and only a task that failed with nobody observing
+   it has something to do when collected. Such a task gets a small new
+   object with a finalizer (TASK_FAIL_MT) that only its coroutine's stack
+   holds, so it is collected with the task. (Giving the old task object a
+   __gc metatable instead costs Lua 5.3/5.4 a walk over every object made
+   since the task: quadratic when thousands of tasks fail in a batch.) */
 #define TASK_MT "corio.Task"
-#define TASK_GC_MT "corio.Task (unobserved failure)"
+#define TASK_FAIL_MT "corio.TaskFailure"
 
 corio_task *corio_check_task(lua_State *L, int idx) {
-  void *p = corio_testudata(L, idx, TASK_MT);
-  if (!p) p = corio_testudata(L, idx, TASK_GC_MT);
-  return p ? (corio_task *)p : (corio_task *)luaL_checkudata(L, idx, TASK_MT);
+  return (corio_task *)luaL_checkudata(L, idx, TASK_MT);
 }
 
 static int task_finished(const corio_task *t) { return t->state >= CORIO_DONE; }
@@ -520,6 +521,20 @@ int corio_task_outcome(lua_State *dst, corio_task *t, int mode, int *raise) {
   return n;
 }
 
+/* The finalizer of an unobserved failure (see TASK_FAIL_MT): a new
+   userdata whose user value is the task, kept below the error on the
+   task's finished coroutine, which nothing resumes again. */
+static void aux_arm_failure(lua_State *L, corio_task *t) {
+  lua_checkstack(L, 3);
+  if (!lua_checkstack(t->co, 2)) return; /* reported when run ends */
+  corio_newudata(L, 1, 1);
+  corio_task_push(L, t);
+  corio_setuv(L, -2, 1);
+  luaL_setmetatable(L, TASK_FAIL_MT); /* a new object: no list walk */
+  lua_xmove(L, t->co, 1);
+  lua_insert(t->co, 1);
+}
+
 static void aux_wake_joiners(corio_task *t) {
   corio_link *n;
   while ((n = corio_list_shift(&t->joiners))) {
@@ -581,9 +596,7 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   }
   if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)) {
     corio_list_push(&rt->unobserved, &t->all);
-    corio_task_push(L, t);
-    luaL_setmetatable(L, TASK_GC_MT); /* now it needs its finalizer */
-    lua_pop(L, 1);
+    aux_arm_failure(L, t); /* now it needs a finalizer */
   }
   luaL_unref(L, LUA_REGISTRYINDEX, t->ref); /* last: t may be collected */
   t->ref = LUA_NOREF;
@@ -671,12 +684,15 @@ static int ltask_tostring(lua_State *L) {
   return 1;
 }
 
-/* Only tasks that failed with nobody observing them have a finalizer (see
-   TASK_GC_MT); live tasks are anchored, and at lua_close the runtime's own
-   finalizer detaches them. */
+/* __gc of TASK_FAIL_MT: only tasks that failed with nobody observing
+   them have a finalizer; live tasks are anchored, and at lua_close the
+   runtime's own finalizer detaches them. */
 static int ltask_gc(lua_State *L) {
-  corio_task *t = corio_check_task(L, 1);
-  if (t->state < CORIO_DONE) return 0; /* a direct call on a live task */
+  corio_task *t;
+  luaL_checkudata(L, 1, TASK_FAIL_MT);
+  corio_getuv(L, 1, 1);
+  t = (corio_task *)corio_testudata(L, -1, TASK_MT);
+  if (!t || t->state < CORIO_DONE) return 0;
   if (t->rt && t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)
       && corio_linked(&t->all)) { /* still unobserved */
     corio_rt_defer_report(L, t->rt, t);
@@ -773,8 +789,8 @@ static const luaL_Reg task_await[] = {
     {"join", ltask_join}, {"wait", ltask_wait}, {NULL, NULL}};
 static const luaL_Reg task_meta[] = {{"__tostring", ltask_tostring},
                                      {NULL, NULL}};
-static const luaL_Reg task_gc_meta[] = {
-    {"__tostring", ltask_tostring}, {"__gc", ltask_gc}, {NULL, NULL}};
+static const luaL_Reg task_fail_meta[] = {{"__gc", ltask_gc},
+                                          {NULL, NULL}};
 /* spawn may wait for the task budget (await 2: it runs again) */
 static const luaL_Reg spawn_funcs[] = {{"spawn", lcorio_spawn},
                                        {NULL, NULL}};
@@ -790,8 +806,6 @@ static const luaL_Reg await_funcs[] = {{"yield", lcorio_yield},
 static void aux_task_class(lua_State *L, const char *name,
                            const luaL_Reg *meta) {
   corio_class(L, name, task_methods, task_await, meta);
-  lua_pushliteral(L, TASK_MT); /* both are named corio.Task */
-  lua_setfield(L, -2, "__name");
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.ctx");
   lua_getfield(L, -2, "__index");
   lua_pushcclosure(L, ltask_index, 2);
@@ -801,7 +815,9 @@ static void aux_task_class(lua_State *L, const char *name,
 
 void corio_open_task(lua_State *L) {
   aux_task_class(L, TASK_MT, task_meta);
-  aux_task_class(L, TASK_GC_MT, task_gc_meta);
+  luaL_newmetatable(L, TASK_FAIL_MT);
+  corio_setfuncs(L, task_fail_meta, 0);
+  lua_pop(L, 1);
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
   corio_setfuncs(L, spawn_funcs, 2);
