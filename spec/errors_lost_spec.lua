@@ -52,10 +52,9 @@ describe("errors are never lost:", function()
   end)
 
   it("an error raised by cleanup during cancellation reaches the joiner instead of the cancellation", function()
-    if not H.need_pcall_yield(pending) then return end
     local reports, r = collect(function()
       local t = corio.spawn(function()
-        pcall(corio.sleep, 10) -- the cancellation lands here
+        corio.pcall(corio.sleep, 10) -- the cancellation lands here
         error("cleanup failed")
       end)
       corio.yield()
@@ -71,10 +70,9 @@ describe("errors are never lost:", function()
   end)
 
   it("an error raised by cleanup during cancellation of an unjoined task reaches on_error", function()
-    if not H.need_pcall_yield(pending) then return end
     local reports, r = collect(function()
       local t = corio.spawn({ name = "cleaner" }, function()
-        pcall(corio.sleep, 10)
+        corio.pcall(corio.sleep, 10)
         error("cleanup failed unjoined")
       end)
       corio.yield()
@@ -109,11 +107,10 @@ describe("errors are never lost:", function()
   end)
 
   it("a child's cleanup error in a failing scope is in err.others, after the first failure", function()
-    if not H.need_pcall_yield(pending) then return end
     local reports, r = collect(function()
-      local ok, err = pcall(corio.scope, function(s)
+      local ok, err = corio.pcall(corio.scope, function(s)
         s:spawn(function()
-          pcall(corio.sleep, 10) -- cancelled by the sibling's failure
+          corio.pcall(corio.sleep, 10) -- cancelled by the sibling's failure
           error("child cleanup failed")
         end)
         s:spawn(function() corio.sleep(1) error("first failure") end)
@@ -129,12 +126,11 @@ describe("errors are never lost:", function()
   end)
 
   it("a child's failure while its scope is being cancelled by a timeout is raised, not swallowed", function()
-    if not H.need_pcall_yield(pending) then return end
     local reports, r = collect(function()
-      local ok, err = pcall(corio.timeout, 1, function()
+      local ok, err = corio.pcall(corio.timeout, 1, function()
         corio.scope(function(s)
           s:spawn(function()
-            pcall(corio.sleep, 10)
+            corio.pcall(corio.sleep, 10)
             error("failed while cancelled")
           end)
           corio.sleep(10)
@@ -149,11 +145,10 @@ describe("errors are never lost:", function()
   end)
 
   it("failures after a string first failure (no err.others to hold them) reach on_error", function()
-    if not H.need_pcall_yield(pending) then return end
     local reports, r = collect(function()
-      local ok, err = pcall(corio.scope, function(s)
+      local ok, err = corio.pcall(corio.scope, function(s)
         s:spawn(function()
-          pcall(corio.sleep, 10)
+          corio.pcall(corio.sleep, 10)
           error("later child failure")
         end)
         corio.yield()
@@ -208,10 +203,9 @@ describe("errors are never lost:", function()
   end)
 
   it("a detached task whose cleanup fails when main returns reaches on_error", function()
-    if not H.need_pcall_yield(pending) then return end
     local reports, r = collect(function()
       corio.spawn({ name = "late" }, function()
-        pcall(corio.sleep, 5) -- cancelled as main returns
+        corio.pcall(corio.sleep, 5) -- cancelled as main returns
         error("cleanup after main failed")
       end)
       corio.yield()
@@ -253,7 +247,7 @@ describe("errors are never lost:", function()
   it("a failing pool init reaches the job's caller", function()
     local reports, r = collect(function()
       local p = corio.pool({ workers = 1, init = "fixtures.pool_bad_init" })
-      local ok, err = pcall(p.run, p, function() return 1 end)
+      local ok, err = corio.pcall(p.run, p, function() return 1 end)
       p:close()
       assert.is_false(ok)
       return tostring(err)
@@ -277,7 +271,7 @@ describe("errors are never lost:", function()
 
   it("a failing runtime init reaches the caller of corio.blocking", function()
     local reports, r = collect(function()
-      local ok, err = pcall(corio.blocking, function() return 1 end)
+      local ok, err = corio.pcall(corio.blocking, function() return 1 end)
       assert.is_false(ok)
       return tostring(err)
     end, { clock = "real", workers = 1, init = "fixtures.pool_bad_init" })

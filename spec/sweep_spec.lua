@@ -180,8 +180,10 @@ describe("found by the sweep", function()
       return peak
     end)
     -- one worker per input in flight (+ the supervisor, main, and one
-    -- puller); not 2^53
-    assert.truthy(peak <= 54, "peak tasks " .. peak)
+    -- puller); not 2^53. (PUC 5.1 runs each protected call as a task of
+    -- its own: twice as many.)
+    local per = (_VERSION == "Lua 5.1" and not rawget(_G, "jit")) and 2 or 1
+    assert.truthy(peak <= per * 50 + 8, "peak tasks " .. peak)
   end)
 
   it("regression: sem:with and m:with with the wrong self raise an argument error naming 'with'", function()
