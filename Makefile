@@ -9,7 +9,7 @@
 #   make bench      run bench/run.lua on Lua 5.4
 #   make soak       bench/soak.lua at full size (1M task lifecycles, 1M pool
 #                   jobs, 100k TCP connections; heap, RSS and fds flat);
-#                   SOAK_SCALE=0.1 for a shorter run (CI runs 0.02)
+#                   SOAK_SCALE=0.05 for a shorter run (CI runs 0.1)
 #   make asan       AddressSanitizer+UBSan build into build/asan/
 #   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
 #   make clean

@@ -20,7 +20,7 @@
 # add 1 to one side, as does the soak. Exit status is non-zero if anything failed.
 #
 # Knobs: BUSTED_TIMEOUT (seconds per busted run, default 300),
-# EXAMPLE_TIMEOUT (default 60), SOAK_SCALE (default 0.02; 0 skips the
+# EXAMPLE_TIMEOUT (default 60), SOAK_SCALE (default 0.1; 0 skips the
 # soak), SOAK_TIMEOUT (default 120), VARIANTS (default "5.4 5.3 5.1 luajit"),
 # ASAN=0 to skip the ASan run, TSAN=0 to skip the TSan run.
 set -uo pipefail
@@ -31,7 +31,7 @@ EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
 VARIANTS=${VARIANTS:-5.4 5.3 5.1 luajit}
 ASAN=${ASAN:-1}
 TSAN=${TSAN:-1}
-SOAK_SCALE=${SOAK_SCALE:-0.02}
+SOAK_SCALE=${SOAK_SCALE:-0.1}
 SOAK_TIMEOUT=${SOAK_TIMEOUT:-120}
 # What the TSan run covers: the specs that start threads.
 TSAN_SPECS=(spec/pool_spec.lua spec/marshal_spec.lua)
