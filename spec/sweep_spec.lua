@@ -217,6 +217,26 @@ describe("found by the sweep", function()
     os.remove(dir)
   end)
 
+  it("regression: outside a task, corio.map, each and stream name themselves, not 'scope' or 'spawn'", function()
+    for _, name in ipairs({ "map", "each" }) do
+      local ok, err = pcall(corio[name], { 1 }, function() end)
+      assert.is_false(ok)
+      assert.matches("^[^\n]*" .. name .. ": not inside a corio task", tostring(err))
+    end
+    local ok, err = pcall(corio.stream, function() end, function() end)
+    assert.is_false(ok)
+    assert.matches("stream: not inside a corio task", tostring(err))
+  end)
+
+  it("regression: outside a task, tcp.listen and udp.bind of a host name name themselves, not 'resolve'", function()
+    local ok, err = pcall(corio.tcp.listen, "localhost", 0)
+    assert.is_false(ok)
+    assert.matches("listen: not inside a corio task", tostring(err))
+    ok, err = pcall(corio.udp.bind, "localhost", 0)
+    assert.is_false(ok)
+    assert.matches("bind: not inside a corio task", tostring(err))
+  end)
+
   it("regression: corio.pool with a too long init module name names 'pool'", function()
     H.run(function()
       local ok, err = pcall(corio.pool, { init = string.rep("m", 5000) })

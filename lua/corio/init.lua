@@ -268,6 +268,6 @@ function M.log(level, fmt, ...)
 end
 
 require("corio.retry").install(M, ypcall)
-require("corio.map").install(M, ypcall)
+require("corio.map").install(M, ypcall, can_wait)
 
 return M

@@ -51,7 +51,9 @@ end
 
 ---@param corio table the corio module
 ---@param ypcall function a pcall that may wait (init.lua's)
-function M.install(corio, ypcall)
+---@param can_wait function core._can_wait: raises, naming the function,
+---  unless the caller is a task that could wait
+function M.install(corio, ypcall, can_wait)
   local spawn_scope = corio.scope
   local channel = corio.channel
   local pack = table.pack or function(...)
@@ -86,6 +88,7 @@ function M.install(corio, ypcall)
   function corio.map(items, fn, opts)
     check_items("map", items)
     local c, ordered = check("map", fn, opts)
+    can_wait("map")
     local results, k = {}, 0
     if ordered then
       run(items, fn, c, function(i, r) results[i] = r end)
@@ -107,6 +110,7 @@ function M.install(corio, ypcall)
   function corio.each(items, fn, opts)
     check_items("each", items)
     local c = check("each", fn, opts)
+    can_wait("each")
     run(items, fn, c, function() end)
   end
 
@@ -132,6 +136,13 @@ function M.install(corio, ypcall)
         .. type(iter) .. ")", 2)
     end
     local c = check("stream", fn, opts)
+    -- it starts a task now (it does not wait: no can_wait, so that a
+    -- stream can be made where waiting is not possible, e.g. in a pcall
+    -- on PUC 5.1)
+    if not corio.current() then
+      error("stream: not inside a corio task (call it from a function run "
+        .. "by corio.run or corio.spawn)", 2)
+    end
     -- results wait for the consumer in a channel of c slots, at most
     -- STREAM_BUFFER (a huge concurrency must not allocate a huge ring)
     local out = channel(c < STREAM_BUFFER and c or STREAM_BUFFER)
