@@ -7,6 +7,9 @@
 #   make test-fast  busted on Lua 5.4 only, without specs tagged #slow
 #   make demo       run examples/crawler.lua on Lua 5.4
 #   make bench      run bench/run.lua on Lua 5.4
+#   make soak       bench/soak.lua at full size (1M task lifecycles, 1M pool
+#                   jobs, 100k TCP connections; heap, RSS and fds flat);
+#                   SOAK_SCALE=0.05 for a shorter run (CI runs 0.1)
 #   make asan       AddressSanitizer+UBSan build into build/asan/
 #   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
 #   make clean
@@ -44,7 +47,7 @@ ROCK_INPUTS := $(ROCKSPEC) $(wildcard csrc/*.c csrc/*.h lua/corio/*.lua lua/cori
 lr_make = $(LUAROCKS) $(1) make --deps-mode=none $(ROCKSPEC) CFLAGS="$(ROCK_CFLAGS)" $(2)
 
 .PHONY: deps build build-all build-5.4 build-5.3 build-5.1 build-luajit \
-  asan tsan demo test test-fast bench lint clean
+  asan tsan demo test test-fast bench soak lint clean
 
 deps:
 	@.ci/deps.sh
@@ -121,6 +124,10 @@ test-fast: build
 
 bench: build
 	.ci/with 5.4 lua bench/run.lua
+
+SOAK_SCALE ?= 1
+soak: build
+	.ci/with 5.4 lua bench/soak.lua $(SOAK_SCALE)
 
 lint: deps
 	luacheck --no-color $(wildcard lua spec bench examples)

@@ -7,17 +7,21 @@
 #   3. busted on Lua 5.4 with the sanitized module (.ci/with asan), and
 #      the thread pool's specs under ThreadSanitizer (.ci/with tsan);
 #   4. luacheck lua spec bench examples;
-#   5. every examples/*.lua on Lua 5.4, each under a timeout.
+#   5. every examples/*.lua on Lua 5.4, each under a timeout;
+#   6. the soak (bench/soak.lua) at a reduced size on Lua 5.4: heap, RSS
+#      and descriptors flat over task lifecycles, pool jobs and TCP
+#      connections (`make soak` runs the full size).
 # Each step goes on when an earlier one failed. The last line printed is
 #   N passed, N failed
 # where busted runs add their successes to "passed" and failures + errors
 # to "failed" (a run that crashes, times out or exits non-zero after a
 # clean summary, e.g. a LeakSanitizer or ThreadSanitizer report, adds 1
 # failure), a failed build adds 1 failure, and luacheck and each example
-# add 1 to one side. Exit status is non-zero if anything failed.
+# add 1 to one side, as does the soak. Exit status is non-zero if anything failed.
 #
 # Knobs: BUSTED_TIMEOUT (seconds per busted run, default 300),
-# EXAMPLE_TIMEOUT (default 60), VARIANTS (default "5.4 5.3 5.1 luajit"),
+# EXAMPLE_TIMEOUT (default 60), SOAK_SCALE (default 0.1; 0 skips the
+# soak), SOAK_TIMEOUT (default 120), VARIANTS (default "5.4 5.3 5.1 luajit"),
 # ASAN=0 to skip the ASan run, TSAN=0 to skip the TSan run.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -27,6 +31,8 @@ EXAMPLE_TIMEOUT=${EXAMPLE_TIMEOUT:-60}
 VARIANTS=${VARIANTS:-5.4 5.3 5.1 luajit}
 ASAN=${ASAN:-1}
 TSAN=${TSAN:-1}
+SOAK_SCALE=${SOAK_SCALE:-0.1}
+SOAK_TIMEOUT=${SOAK_TIMEOUT:-120}
 # What the TSan run covers: the specs that start threads.
 TSAN_SPECS=(spec/pool_spec.lua spec/marshal_spec.lua)
 logdir=build/test
@@ -167,6 +173,24 @@ if ((${#examples[@]})); then
     done
   else
     for ex in "${examples[@]}"; do fail "$ex" "not run: no 5.4 build"; done
+  fi
+fi
+
+# 6. soak, reduced
+if [[ $SOAK_SCALE != 0 ]]; then
+  section "soak (scale $SOAK_SCALE)"
+  if [[ " ${built[*]} " == *" 5.4 "* ]]; then
+    timeout -k 5 "$SOAK_TIMEOUT" .ci/with 5.4 lua bench/soak.lua "$SOAK_SCALE" </dev/null
+    rc=$?
+    if ((rc == 0)); then
+      pass "soak" "scale $SOAK_SCALE"
+    elif ((rc == 124 || rc == 137)); then
+      fail "soak" "timed out after ${SOAK_TIMEOUT}s"
+    else
+      fail "soak" "exit $rc"
+    fi
+  else
+    fail "soak" "not run: no 5.4 build"
   fi
 fi
 

@@ -204,8 +204,7 @@ struct corio_scope {
 
 /* Per-Lua-state context: upvalue 1 of every function the module exports. */
 #define CORIO_MT_CACHE 32
-enum { CORIO_MTR_TASK, CORIO_MTR_TASK_GC, CORIO_MTR_PERMIT,
-       CORIO_MTR_GUARD };
+enum { CORIO_MTR_TASK, CORIO_MTR_PERMIT, CORIO_MTR_GUARD };
 
 struct corio_ctx {
   corio_rt *rt;           /* the runtime running now, or NULL */
@@ -214,7 +213,7 @@ struct corio_ctx {
   int pool_code_id;       /* last id given to a pool function (pool.c) */
   /* registry refs of the metatables set on hot paths (an integer key:
      no string lookup), CORIO_MTR_* */
-  int mt_ref[4];
+  int mt_ref[3];
   /* class name (the literal's address) -> its metatable, so that checking
      a userdata's type is a pointer compare, not a registry string lookup */
   struct { const char *name; const void *mt; } mtc[CORIO_MT_CACHE];
@@ -497,6 +496,9 @@ void corio_wake_raise(corio_task *t);    /* error object on top of t->co */
 void corio_task_poke(corio_task *t);
 /* The same when the caller knows t is cancelled by `by`. */
 void corio_task_poke_by(corio_task *t, corio_scope *by);
+/* t:cancel(): flags t and wakes it and its scopes' tasks (not through a
+   shield); nothing when t has finished. */
+void corio_task_cancel(corio_task *t);
 /* corio_task_cancelled_by at a checkpoint: also fires the deadlines on
    the way that have passed but whose timer has not run yet. */
 corio_scope *corio_task_checkpoint(corio_task *t);

@@ -454,7 +454,7 @@ static int lfile_write(lua_State *L) {
     f->wbuf = nb;
     f->wcap = len;
   }
-  memcpy(f->wbuf, data, len);
+  if (len) memcpy(f->wbuf, data, len); /* wbuf is NULL before the first write */
   f->wlen = len;
   f->wdone = 0;
   f->blen = f->bstart = 0; /* the read-ahead may be stale now */

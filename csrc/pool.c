@@ -510,7 +510,7 @@ static corio_pool *pool_new(lua_State *L, corio_rt *rt, int workers,
   corio_pool *p;
   if (!rt->loop_open) luaL_error(L, "pool: the runtime is closed");
   if (strlen(init) >= sizeof p->init)
-    luaL_error(L, "bad option 'init' (module name too long)");
+    luaL_error(L, "bad option 'init' to 'pool' (module name too long)");
   if (!(p = (corio_pool *)calloc(1, sizeof *p)))
     luaL_error(L, "pool: out of memory");
   p->ring = (corio_pool_job **)calloc((size_t)queue, sizeof *p->ring);

@@ -241,8 +241,11 @@ static void rt_reap(corio_rt *rt) {
   rt->reaping = 1;
   for (n = rt->live.next; n != &rt->live; n = n->next) {
     corio_task *t = corio_container(n, corio_task, all);
-    t->flags |= CORIO_TF_CANCEL;
-    corio_task_poke(t);
+    /* a nursery child is reached through its owner's cancellation, as
+       t:cancel() reaches it: not through a shield around the nursery */
+    if (t->parent && t->parent->owner && t->parent->owner->state < CORIO_DONE)
+      continue;
+    corio_task_cancel(t);
   }
 }
 

@@ -16,17 +16,18 @@
 #include <string.h>
 
 
-/* Two metatables, alike but for __gc: a task object is marked for
-   finalization only when it fails with nobody observing it (its metatable
-   then becomes TASK_GC_MT), since finalizers make every object cost more
-   to collect and only such a task has something to do when collected. */
+/* A task object has no finalizer, since finalizers make every object
+   cost more to collect and only a task that failed with nobody observing
+   it has something to do when collected. Such a task gets a small new
+   object with a finalizer (TASK_FAIL_MT) that only its coroutine's stack
+   holds, so it is collected with the task. (Giving the old task object a
+   __gc metatable instead costs Lua 5.3/5.4 a walk over every object made
+   since the task: quadratic when thousands of tasks fail in a batch.) */
 #define TASK_MT "corio.Task"
-#define TASK_GC_MT "corio.Task (unobserved failure)"
+#define TASK_FAIL_MT "corio.TaskFailure"
 
 corio_task *corio_check_task(lua_State *L, int idx) {
-  void *p = corio_testudata(L, idx, TASK_MT);
-  if (!p) p = corio_testudata(L, idx, TASK_GC_MT);
-  return p ? (corio_task *)p : (corio_task *)luaL_checkudata(L, idx, TASK_MT);
+  return (corio_task *)luaL_checkudata(L, idx, TASK_MT);
 }
 
 static int task_finished(const corio_task *t) { return t->state >= CORIO_DONE; }
@@ -485,7 +486,9 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   t->parent = parent;
   /* main has returned and the rest are being cancelled: a task spawned by
      their cleanup starts cancelled too, or run could never return */
-  if (rt->reaping) t->flags |= CORIO_TF_CANCEL;
+  if (rt->reaping && !parent) t->flags |= CORIO_TF_CANCEL;
+  /* (a nursery child is cancelled through its owner, which is: unless
+     a shield keeps that out) */
   if (parent) {
     corio_list_push(&parent->tasks, &t->scope_link);
     parent->nchildren++;
@@ -615,6 +618,20 @@ int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
   return n;
 }
 
+/* The finalizer of an unobserved failure (see TASK_FAIL_MT): a new
+   userdata whose user value is the task, kept below the error on the
+   task's finished coroutine, which nothing resumes again. */
+static void aux_arm_failure(lua_State *L, corio_task *t) {
+  lua_checkstack(L, 3);
+  if (!lua_checkstack(t->co, 2)) return; /* reported when run ends */
+  corio_newudata(L, 1, 1);
+  corio_task_push(L, t);
+  corio_setuv(L, -2, 1);
+  luaL_setmetatable(L, TASK_FAIL_MT); /* a new object: no list walk */
+  lua_xmove(L, t->co, 1);
+  lua_insert(t->co, 1);
+}
+
 static void aux_wake_joiners(corio_task *t) {
   corio_link *n;
   while ((n = corio_list_shift(&t->joiners))) {
@@ -702,10 +719,7 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   }
   if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)) {
     corio_list_push(&rt->unobserved, &t->all);
-    corio_task_push(L, t);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ctx->mt_ref[CORIO_MTR_TASK_GC]);
-    lua_setmetatable(L, -2); /* now it needs its finalizer */
-    lua_pop(L, 1);
+    aux_arm_failure(L, t); /* now it needs a finalizer */
   }
   if (TASK_REUSE && t->state == CORIO_DONE && t->nargs <= 1 &&
       rt->nidle < CORIO_IDLE_MAX)
@@ -745,16 +759,19 @@ static int ltask_join(lua_State *L) { return aux_join(L, 0); }
 static int ltask_wait(lua_State *L) { return aux_join(L, 1); }
 
 /* Cancel t and, through its scopes, every task spawned inside them. */
-static int ltask_cancel(lua_State *L) {
-  corio_task *t = corio_check_task(L, 1);
+void corio_task_cancel(corio_task *t) {
   corio_scope *s = t->scope;
-  if (task_finished(t) || !t->rt) return 0;
+  if (task_finished(t) || !t->rt) return;
   t->flags |= CORIO_TF_CANCEL;
   corio_task_poke(t);
   /* wake what runs inside the task's own scopes (nursery children) */
   while (s && s->parent && s->parent->owner == t) s = s->parent;
   if (s && s->kind != CORIO_SCOPE_SHIELD) /* a shield keeps it all out */
     corio_scope_poke_tree(s, CORIO_SELF_CANCEL);
+}
+
+static int ltask_cancel(lua_State *L) {
+  corio_task_cancel(corio_check_task(L, 1));
   return 0;
 }
 
@@ -793,12 +810,15 @@ static int ltask_tostring(lua_State *L) {
   return 1;
 }
 
-/* Only tasks that failed with nobody observing them have a finalizer (see
-   TASK_GC_MT); live tasks are anchored, and at lua_close the runtime's own
-   finalizer detaches them. */
+/* __gc of TASK_FAIL_MT: only tasks that failed with nobody observing
+   them have a finalizer; live tasks are anchored, and at lua_close the
+   runtime's own finalizer detaches them. */
 static int ltask_gc(lua_State *L) {
-  corio_task *t = corio_check_task(L, 1);
-  if (t->state < CORIO_DONE) return 0; /* a direct call on a live task */
+  corio_task *t;
+  luaL_checkudata(L, 1, TASK_FAIL_MT);
+  corio_getuv(L, 1, 1);
+  t = (corio_task *)corio_testudata(L, -1, TASK_MT);
+  if (!t || t->state < CORIO_DONE) return 0;
   if (t->rt && t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)
       && corio_linked(&t->all)) { /* still unobserved */
     corio_rt_defer_report(L, t->rt, t);
@@ -895,8 +915,8 @@ static const luaL_Reg task_await[] = {
     {"join", ltask_join}, {"wait", ltask_wait}, {NULL, NULL}};
 static const luaL_Reg task_meta[] = {{"__tostring", ltask_tostring},
                                      {NULL, NULL}};
-static const luaL_Reg task_gc_meta[] = {
-    {"__tostring", ltask_tostring}, {"__gc", ltask_gc}, {NULL, NULL}};
+static const luaL_Reg task_fail_meta[] = {{"__gc", ltask_gc},
+                                          {NULL, NULL}};
 /* spawn may wait for the task budget (await 2: it runs again) */
 static const luaL_Reg spawn_funcs[] = {{"spawn", lcorio_spawn},
                                        {NULL, NULL}};
@@ -912,8 +932,6 @@ static const luaL_Reg await_funcs[] = {{"yield", lcorio_yield},
 static void aux_task_class(lua_State *L, const char *name,
                            const luaL_Reg *meta) {
   corio_class(L, name, task_methods, task_await, meta);
-  lua_pushliteral(L, TASK_MT); /* both are named corio.Task */
-  lua_setfield(L, -2, "__name");
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.ctx");
   lua_getfield(L, -2, "__index");
   lua_pushcclosure(L, ltask_index, 2);
@@ -926,9 +944,8 @@ void corio_open_task(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, TASK_MT);
   corio_class_ref(L, CORIO_MTR_TASK);
   lua_pop(L, 1);
-  aux_task_class(L, TASK_GC_MT, task_gc_meta);
-  lua_getfield(L, LUA_REGISTRYINDEX, TASK_GC_MT);
-  corio_class_ref(L, CORIO_MTR_TASK_GC);
+  luaL_newmetatable(L, TASK_FAIL_MT);
+  corio_setfuncs(L, task_fail_meta, 0);
   lua_pop(L, 1);
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);

@@ -29,10 +29,12 @@ local PUC51 = _VERSION == "Lua 5.1" and not rawget(_G, "jit")
 -- That child stands for its caller ("inline" nursery): corio.current()
 -- and corio.context() inside it are the caller's, it takes no max_tasks
 -- slot, and its error comes back as raised, not wrapped.
-local ypcall = pcall
-if PUC51 then
-  ypcall = function(fn, ...)
-    can_wait("pcall")
+-- ypcall_as(fname): that protected call, naming fname when it cannot wait
+-- (outside a task, on PUC 5.1).
+local function ypcall_as(fname)
+  if not PUC51 then return pcall end
+  return function(fn, ...)
+    can_wait(fname)
     local s = enter("nursery", nil, "inline")
     local t = s:spawn(fn, ...)
     nursery_wait(s, true)
@@ -40,6 +42,7 @@ if PUC51 then
     return outcome(t)
   end
 end
+local ypcall = ypcall_as("pcall")
 M._ypcall = ypcall
 
 require("corio.sync").install(core, ypcall)
@@ -191,6 +194,8 @@ function M.pcall(fn, ...)
   return ypcall(fn, ...)
 end
 
+local xpcall_body = ypcall_as("xpcall")
+
 local function xfinish(handler, ok, ...)
   if ok then return true, ... end
   return false, handler((...))
@@ -207,7 +212,7 @@ function M.xpcall(fn, handler, ...)
   check_fn("xpcall", 1, fn)
   check_fn("xpcall", 2, handler)
   if not PUC51 then return xpcall(fn, handler, ...) end
-  return xfinish(handler, ypcall(fn, ...))
+  return xfinish(handler, xpcall_body(fn, ...))
 end
 
 local LEVELS = { trace = true, debug = true, info = true, warn = true,
@@ -267,8 +272,8 @@ function M.log(level, fmt, ...)
   end
 end
 
-require("corio.retry").install(M, ypcall)
-require("corio.map").install(M, ypcall)
-M.luv = require "corio.luv" -- loads luv only when attach is called
+require("corio.retry").install(M, ypcall_as("retry"))
+require("corio.map").install(M, ypcall, can_wait)
+  M.luv = require "corio.luv" -- loads luv only when attach is called
 
 return M

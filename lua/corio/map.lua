@@ -14,6 +14,7 @@ local M = {}
 local type, error, select = type, error, select
 
 local KNOWN = { concurrency = true, ordered = true }
+local STREAM_BUFFER = 1024
 
 local function check(fname, fn, opts)
   if type(fn) ~= "function" then
@@ -50,7 +51,9 @@ end
 
 ---@param corio table the corio module
 ---@param ypcall function a pcall that may wait (init.lua's)
-function M.install(corio, ypcall)
+---@param can_wait function core._can_wait: raises, naming the function,
+---  unless the caller is a task that could wait
+function M.install(corio, ypcall, can_wait)
   local spawn_scope = corio.scope
   local channel = corio.channel
   local pack = table.pack or function(...)
@@ -85,6 +88,7 @@ function M.install(corio, ypcall)
   function corio.map(items, fn, opts)
     check_items("map", items)
     local c, ordered = check("map", fn, opts)
+    can_wait("map")
     local results, k = {}, 0
     if ordered then
       run(items, fn, c, function(i, r) results[i] = r end)
@@ -106,6 +110,7 @@ function M.install(corio, ypcall)
   function corio.each(items, fn, opts)
     check_items("each", items)
     local c = check("each", fn, opts)
+    can_wait("each")
     run(items, fn, c, function() end)
   end
 
@@ -131,23 +136,43 @@ function M.install(corio, ypcall)
         .. type(iter) .. ")", 2)
     end
     local c = check("stream", fn, opts)
-    local out = channel(c)
+    -- it starts a task now (it does not wait: no can_wait, so that a
+    -- stream can be made where waiting is not possible, e.g. in a pcall
+    -- on PUC 5.1)
+    if not corio.current() then
+      error("stream: not inside a corio task (call it from a function run "
+        .. "by corio.run or corio.spawn)", 2)
+    end
+    -- results wait for the consumer in a channel of c slots, at most
+    -- STREAM_BUFFER (a huge concurrency must not allocate a huge ring)
+    local out = channel(c < STREAM_BUFFER and c or STREAM_BUFFER)
     local done, exhausted = false, false
+    -- Workers are started as inputs arrive, not c of them up front: a
+    -- huge concurrency (math.huge) over a short iterator would otherwise
+    -- spawn without end before the first worker ever ran. The supervisor
+    -- starts the next worker once the last one has taken an input
+    -- (`pulled`), and stops when the inputs end (`pulled` is closed).
+    local pulled = channel(1)
+    local function no_more()
+      exhausted = true
+      pulled:close()
+    end
     local function worker()
       while not exhausted do
         -- an iterator that raises ends the stream with its error, like
         -- fn; once it returned nil nobody calls it again
         local got = pack(ypcall(iter))
         if not got[1] then
-          exhausted = true
+          no_more()
           out:send(got)
           return
         end
         local item = got[2]
         if item == nil then
-          exhausted = true
+          no_more()
           return
         end
+        pulled:try_send(true) -- another worker may pull the next input
         local r = pack(ypcall(fn, item))
         r.item = item
         if not out:send(r) then return end -- closed: the stream stopped
@@ -158,7 +183,11 @@ function M.install(corio, ypcall)
     -- the workers it had started wait for it to take their results)
     local sup = corio.spawn({ name = "stream" }, function()
       corio.scope(function(s)
-        for _ = 1, c do s:spawn(worker) end
+        local started = 0
+        repeat
+          started = started + 1
+          s:spawn(worker)
+        until started >= c or pulled:recv() == nil or exhausted
       end)
       out:close() -- every input was handled
     end)

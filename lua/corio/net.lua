@@ -38,12 +38,15 @@ function M.install(corio, core)
   local tcp_connect, unix_connect = core._tcp_connect, core._unix_connect
   local tcp_listen, unix_listen = core._tcp_listen, core._unix_listen
   local udp_bind, io_timeout = core._udp_bind, core._io_timeout
+  local can_wait = core._can_wait
 
   -- One address to bind: a literal as is, "*" any IPv4 address, a name
   -- its first IPv4 address (else its first address).
-  local function bind_addr(host)
+  -- (fname: the caller, named when resolving a name cannot wait here)
+  local function bind_addr(host, fname)
     if host == "*" then return "0.0.0.0" end
     if literal(host) then return host end
+    can_wait(fname)
     local addrs, err = resolve(host)
     if not addrs then return nil, err end
     for i = 1, #addrs do
@@ -84,7 +87,7 @@ function M.install(corio, core)
     check_string("listen", 1, host)
     check_port("listen", 2, port)
     check_opts("listen", 3, opts)
-    local addr, err = bind_addr(host)
+    local addr, err = bind_addr(host, "listen")
     if not addr then return nil, err end
     return tcp_listen(addr, port, opts)
   end
@@ -105,7 +108,7 @@ function M.install(corio, core)
   function udp.bind(host, port)
     check_string("bind", 1, host)
     check_port("bind", 2, port)
-    local addr, err = bind_addr(host)
+    local addr, err = bind_addr(host, "bind")
     if not addr then return nil, err end
     return udp_bind(addr, port)
   end

@@ -29,8 +29,21 @@ local function finish(h, release, ok, ...)
   return ...
 end
 
-local function make_with(take, release, ypcall)
+-- the wrong self is an argument error naming 'with', as in the C methods
+local function check_self(mt, class, self)
+  if getmetatable(self) ~= mt or type(self) ~= "userdata" then
+    local got = getmetatable(self)
+    got = type(got) == "table" and type(rawget(got, "__name")) == "string"
+      and got.__name or type(self)
+    error(("bad argument #1 to 'with' (%s expected, got %s)"):format(class,
+      got), 3)
+  end
+end
+
+local function make_with(class, take, release, ypcall)
+  local mt = debug.getregistry()[class]
   return function(self, fn, ...)
+    check_self(mt, class, self)
     check_fn(fn)
     local h, err = take(self)
     if not h then error(err, 2) end
@@ -63,7 +76,9 @@ function M.install(core, ypcall)
   -- no permit object: _take holds one permit for the call, and _give
   -- returns it however fn ends (a cancelled or failed fn included)
   local take, give = sem._take, sem._give
+  local sem_mt = debug.getregistry()["corio.Semaphore"]
   function sem.with(s, fn, ...)
+    check_self(sem_mt, "corio.Semaphore", s)
     check_fn(fn)
     local ok, err = take(s)
     if not ok then error(err, 2) end
@@ -71,7 +86,7 @@ function M.install(core, ypcall)
   end
 
   --- m:with(fn, ...): locks, calls fn(...), unlocks however fn ends.
-  mutex.with = make_with(function(m) return m:lock() end, unlock_guard,
+  mutex.with = make_with("corio.Mutex", function(m) return m:lock() end, unlock_guard,
     ypcall)
 
   --- for v in ch:iter() do ... end: receives until the channel is closed
