@@ -9,6 +9,9 @@
 #   make bench      run bench/run.lua on Lua 5.4
 #   make asan       AddressSanitizer+UBSan build into build/asan/
 #   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
+#   make chaos      random chaos programs (spec/fixtures/chaos.lua):
+#                   SEEDS=N random seeds (default 100), or SEED=S to replay
+#                   one; VARIANT=5.3|5.1|luajit|asan (default 5.4)
 #   make clean
 #
 # One spec by hand:   .ci/with 5.4 busted spec/semaphore_spec.lua
@@ -44,7 +47,7 @@ ROCK_INPUTS := $(ROCKSPEC) $(wildcard csrc/*.c csrc/*.h lua/corio/*.lua lua/cori
 lr_make = $(LUAROCKS) $(1) make --deps-mode=none $(ROCKSPEC) CFLAGS="$(ROCK_CFLAGS)" $(2)
 
 .PHONY: deps build build-all build-5.4 build-5.3 build-5.1 build-luajit \
-  asan tsan demo test test-fast bench lint clean
+  asan tsan demo test test-fast bench lint clean chaos
 
 deps:
 	@.ci/deps.sh
@@ -109,6 +112,16 @@ build/tsan/corio/core.so: $(ROCK_INPUTS)
 build/tsan/tsan_preload.so: .ci/tsan_preload.c
 	@mkdir -p $(@D)
 	$(ASAN_CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $<
+
+SEEDS ?= 100
+VARIANT ?= 5.4
+chaos_build = $(if $(filter asan,$(VARIANT)),build-5.4 asan,$(if \
+  $(filter luajit51,$(VARIANT)),build-5.1,build-$(VARIANT)))
+
+chaos: deps
+	@$(MAKE) --no-print-directory $(chaos_build)
+	CORIO_VARIANT=$(VARIANT) .ci/with $(VARIANT) lua spec/fixtures/chaos.lua \
+	  $(if $(SEED),$(SEED),--random $(SEEDS))
 
 demo: build
 	.ci/with 5.4 lua examples/crawler.lua
