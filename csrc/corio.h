@@ -328,6 +328,11 @@ struct corio_rt {
   corio_link pools;        /* every pool of this runtime (pool.c) */
   /* counters for corio.stats() */
   lua_Integer n_spawned, n_done, n_failed, n_cancelled, n_live;
+  /* CORIO_GC_TORTURE=n (a test aid, read when the runtime is made): a
+     full collection after a random one of every n task steps */
+  int gc_torture;
+  int gc_left;             /* steps until the next forced collection */
+  uint32_t gc_rand;        /* its pseudo-random sequence */
 };
 
 /* Queue d (no-op if already queued); see corio_deferred. */
