@@ -364,6 +364,11 @@ static int rt_protected_loop(lua_State *L) {
   return 0;
 }
 
+static int rt_protected_report(lua_State *L) {
+  rt_report_all(L, (corio_rt *)lua_touserdata(L, 1));
+  return 0;
+}
+
 static int rt_protected_abandon(lua_State *L) {
   corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
   corio_list_remove(&rt->batch_end);
@@ -418,23 +423,26 @@ static int lrt_run(lua_State *L) {
     return luaL_error(L, "run: a corio runtime is already running (run "
                       "cannot be called inside a task)");
   if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
-  ctx->rt = rt;
-  rt->L = L;
-  rt->running = 1;
   rt->reaping = 0;
   rt->deadlock_ref = LUA_NOREF;
   rt->tick_ns = uv_hrtime();
-  rt_dump_watch(rt, 1);
-  if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
+  /* spawning main may raise (out of memory): before anything is marked
+     running, or no runtime could ever run in this state again */
   rt->main = corio_task_spawn(L, rt, 2, lua_gettop(L) - 2, "main", NULL);
   rt->main->flags |= CORIO_TF_OBSERVED; /* run raises its error */
+  if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
+  ctx->rt = rt;
+  rt->L = L;
+  rt->running = 1;
+  rt_dump_watch(rt, 1);
   st = rt_run_protected(L, rt, rt_protected_loop);
   if (st != LUA_OK) rt_recover(L, rt); /* the error stays on top of L */
   /* rt->running stays set while reporting, so on_error cannot re-enter
      run on this runtime; with ctx->rt clear it cannot spawn into it */
   ctx->rt = NULL;
   rt->current = NULL;
-  if (st == LUA_OK) rt_report_all(L, rt);
+  /* (protected: a memory error must not skip the teardown below) */
+  if (st == LUA_OK) st = rt_run_protected(L, rt, rt_protected_report);
   rt_dump_watch(rt, 0);
   corio_io_teardown(L, rt); /* no task is left to use them */
   rt->running = 0;
