@@ -16,6 +16,7 @@ pkgs=(
   luajit libluajit-5.1-dev
   libuv1-dev
   luarocks lua-busted lua-check lua-luv lua-cqueues
+  valgrind clang   # reliability: .ci/valgrind.sh, libFuzzer (.ci/fuzz/)
   "$@"
 )
 
