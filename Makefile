@@ -10,8 +10,8 @@
 #   make asan       AddressSanitizer+UBSan build into build/asan/
 #   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
 #   make allocfail  every allocation of a corio program failed in turn
-#                   (.ci/allocfail.c, ASan+UBSan+LSan); ALLOCFAIL_ARGS
-#                   ="DENSE STRIDE" samples (CI: .ci/test.sh)
+#                   (.ci/allocfail.c, ASan+UBSan+LSan); ALLOCFAIL_ARGS=K
+#                   tries every K-th while loading corio (CI: .ci/test.sh)
 #   make fuzz       libFuzzer targets in .ci/fuzz/ for FUZZ_TIME seconds
 #                   each (default 300); fuzz-build only builds them
 #   make valgrind   the core specs under valgrind memcheck (Lua 5.4)
@@ -130,10 +130,14 @@ build/allocfail/allocfail: .ci/allocfail.c $(ROCK_INPUTS)
 	  -llua5.4 -luv -lpthread -lm
 
 ALLOCFAIL_ARGS ?=
-allocfail: build/allocfail/allocfail
+allocfail: build/allocfail/allocfail build/allocfail/lsan.supp
 	LUA_PATH="lua/?.lua;lua/?/init.lua" \
-	  LSAN_OPTIONS="suppressions=.ci/lsan.supp:print_suppressions=0" \
+	  LSAN_OPTIONS="suppressions=build/allocfail/lsan.supp:print_suppressions=0" \
 	  build/allocfail/allocfail $(ALLOCFAIL_ARGS)
+
+build/allocfail/lsan.supp: .ci/lsan.supp .ci/allocfail.supp
+	@mkdir -p $(@D)
+	cat $^ > $@
 
 # libFuzzer targets (clang). stream_fuzz includes csrc/stream.c to reach
 # its static framing functions, and links the rest of corio.

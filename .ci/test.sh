@@ -26,8 +26,8 @@
 # EXAMPLE_TIMEOUT (default 60), VARIANTS (default "5.4 5.3 5.1 luajit"),
 # ASAN=0 to skip the ASan run, TSAN=0 to skip the TSan run,
 # RELIABILITY=0 to skip step 6, FUZZ_SECONDS (per target, default 20),
-# ALLOCFAIL_SAMPLE ("DENSE STRIDE": every N up to DENSE, then every
-# STRIDE-th; default "400 6").
+# ALLOCFAIL_STRIDE (every allocation of the program fails in turn, and
+# every ALLOCFAIL_STRIDE-th of loading corio; default 7).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
@@ -38,7 +38,7 @@ ASAN=${ASAN:-1}
 TSAN=${TSAN:-1}
 RELIABILITY=${RELIABILITY:-1}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
-ALLOCFAIL_SAMPLE=${ALLOCFAIL_SAMPLE:-400 6}
+ALLOCFAIL_STRIDE=${ALLOCFAIL_STRIDE:-7}
 # What the TSan run covers: the specs that start threads.
 TSAN_SPECS=(spec/pool_spec.lua spec/marshal_spec.lua)
 logdir=build/test
@@ -214,9 +214,8 @@ if [[ $RELIABILITY == 1 ]] && [[ " ${built[*]} " == *" 5.4 "* ]] && have_specs; 
   step "valgrind" 600 .ci/valgrind.sh
   section "build (allocfail, fuzz)"
   if make --no-print-directory build/allocfail/allocfail; then
-    # shellcheck disable=SC2086 # two numbers
     step "allocfail" 600 make --no-print-directory allocfail \
-      ALLOCFAIL_ARGS="$ALLOCFAIL_SAMPLE"
+      ALLOCFAIL_ARGS="$ALLOCFAIL_STRIDE"
   else
     fail "build allocfail"
   fi
