@@ -162,13 +162,15 @@ fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%_fuzz)
 
 # New inputs go to build/fuzz/work-<target>; a crash is written to
 # build/fuzz/ (add it to .ci/fuzz/corpus/<target>/ with the fix).
+# (the progress lines for each new input are left out of the output)
 fuzz: fuzz-build
-	@for t in $(FUZZ_TARGETS); do \
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p build/fuzz/work-$$t; \
 	  echo "fuzz: $$t for $(FUZZ_TIME) s"; \
 	  build/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
 	    -artifact_prefix=build/fuzz/$$t- build/fuzz/work-$$t \
-	    .ci/fuzz/corpus/$$t || exit 1; \
+	    .ci/fuzz/corpus/$$t 2>&1 | \
+	    grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' || exit 1; \
 	done
 
 # The core specs under valgrind (the normal -O2 build); see
