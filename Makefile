@@ -12,6 +12,15 @@
 #                   SOAK_SCALE=0.05 for a shorter run (CI runs 0.1)
 #   make asan       AddressSanitizer+UBSan build into build/asan/
 #   make tsan       ThreadSanitizer build into build/tsan/ (the pool specs)
+#   make allocfail  every allocation of a corio program failed in turn
+#                   (.ci/allocfail.c, ASan+UBSan+LSan); ALLOCFAIL_ARGS=K
+#                   tries every K-th while loading corio (CI: .ci/test.sh)
+#   make fuzz       libFuzzer targets in .ci/fuzz/ for FUZZ_TIME seconds
+#                   each (default 300); fuzz-build only builds them
+#   make valgrind   the core specs under valgrind memcheck (Lua 5.4)
+#   make chaos      random chaos programs (spec/fixtures/chaos.lua):
+#                   SEEDS=N random seeds (default 100), or SEED=S to replay
+#                   one; VARIANT=5.3|5.1|luajit|asan (default 5.4)
 #   make clean
 #
 # One spec by hand:   .ci/with 5.4 busted spec/semaphore_spec.lua
@@ -47,7 +56,8 @@ ROCK_INPUTS := $(ROCKSPEC) $(wildcard csrc/*.c csrc/*.h lua/corio/*.lua lua/cori
 lr_make = $(LUAROCKS) $(1) make --deps-mode=none $(ROCKSPEC) CFLAGS="$(ROCK_CFLAGS)" $(2)
 
 .PHONY: deps build build-all build-5.4 build-5.3 build-5.1 build-luajit \
-  asan tsan demo test test-fast bench soak lint clean
+  asan tsan demo test test-fast bench soak lint clean chaos allocfail \
+  fuzz fuzz-build valgrind
 
 deps:
 	@.ci/deps.sh
@@ -112,6 +122,74 @@ build/tsan/corio/core.so: $(ROCK_INPUTS)
 build/tsan/tsan_preload.so: .ci/tsan_preload.c
 	@mkdir -p $(@D)
 	$(ASAN_CC) -shared -fPIC -O1 -Wall -Wextra -o $@ $<
+
+# --- reliability: allocation failure, fuzzing, valgrind (issue 13)
+
+# allocfail: a host with corio linked in, sanitized like `make asan`.
+build/allocfail/allocfail: .ci/allocfail.c $(ROCK_INPUTS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(filter-out -fPIC,$(ASAN_CFLAGS)) -o $@ -Icsrc \
+	  -I/usr/include/lua5.4 .ci/allocfail.c $$(echo $(ROCK_SOURCES)) \
+	  -llua5.4 -luv -lpthread -lm
+
+ALLOCFAIL_ARGS ?=
+allocfail: build/allocfail/allocfail build/allocfail/lsan.supp
+	LUA_PATH="lua/?.lua;lua/?/init.lua" \
+	  LSAN_OPTIONS="suppressions=build/allocfail/lsan.supp:print_suppressions=0" \
+	  build/allocfail/allocfail $(ALLOCFAIL_ARGS)
+
+build/allocfail/lsan.supp: .ci/lsan.supp .ci/allocfail.supp
+	@mkdir -p $(@D)
+	cat $^ > $@
+
+# libFuzzer targets (clang). stream_fuzz includes csrc/stream.c to reach
+# its static framing functions, and links the rest of corio.
+FUZZ_CC ?= clang
+FUZZ_CFLAGS := -g -O1 -std=c99 -D_DEFAULT_SOURCE \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -Icsrc -I/usr/include/lua5.4
+FUZZ_TARGETS := marshal stream
+FUZZ_TIME ?= 300
+
+build/fuzz/marshal_fuzz: .ci/fuzz/marshal_fuzz.c csrc/marshal.c csrc/corio.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< csrc/marshal.c -llua5.4 -luv
+
+build/fuzz/stream_fuzz: .ci/fuzz/stream_fuzz.c $(ROCK_INPUTS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< \
+	  $$(echo $(ROCK_SOURCES) | tr ' ' '\n' | grep -v '^csrc/stream.c$$') \
+	  -llua5.4 -luv -lpthread -lm
+
+fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%_fuzz)
+
+# New inputs go to build/fuzz/work-<target>; a crash is written to
+# build/fuzz/ (add it to .ci/fuzz/corpus/<target>/ with the fix).
+# (the progress lines for each new input are left out of the output)
+fuzz: fuzz-build
+	@set -o pipefail; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/work-$$t; \
+	  echo "fuzz: $$t for $(FUZZ_TIME) s"; \
+	  build/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz/$$t- build/fuzz/work-$$t \
+	    .ci/fuzz/corpus/$$t 2>&1 | \
+	    grep -vE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)' || exit 1; \
+	done
+
+# The core specs under valgrind (the normal -O2 build); see
+# .ci/valgrind.sh for the list and the suppressions.
+valgrind: build-5.4
+	.ci/valgrind.sh
+
+SEEDS ?= 100
+VARIANT ?= 5.4
+chaos_build = $(if $(filter asan,$(VARIANT)),build-5.4 asan,$(if \
+  $(filter luajit51,$(VARIANT)),build-5.1,build-$(VARIANT)))
+
+chaos: deps
+	@$(MAKE) --no-print-directory $(chaos_build)
+	CORIO_VARIANT=$(VARIANT) .ci/with $(VARIANT) lua spec/fixtures/chaos.lua \
+	  $(if $(SEED),$(SEED),--random $(SEEDS))
 
 demo: build
 	.ci/with 5.4 lua examples/crawler.lua

@@ -17,6 +17,7 @@ pkgs=(
   libuv1-dev
   luarocks lua-busted lua-check lua-luv lua-cqueues
   lua-socket lua-redis redis-server lua-copas neovim
+  valgrind clang   # reliability: .ci/valgrind.sh, libFuzzer (.ci/fuzz/)
   "$@"
 )
 

@@ -11,6 +11,12 @@
 #   6. the soak (bench/soak.lua) at a reduced size on Lua 5.4: heap, RSS
 #      and descriptors flat over task lifecycles, pool jobs and TCP
 #      connections (`make soak` runs the full size).
+#   7. reliability (issue 13): every spec file under the most eager
+#      collector (.ci/with eagergc, one busted per file), the core specs
+#      under valgrind (.ci/valgrind.sh), allocation failure injected at
+#      a sample of the allocations of a corio program (.ci/allocfail.c)
+#      and a bounded libFuzzer run of each target in .ci/fuzz/.
+#      (spec/chaos_spec.lua runs its seeds in every busted run above.)
 # Each step goes on when an earlier one failed. The last line printed is
 #   N passed, N failed
 # where busted runs add their successes to "passed" and failures + errors
@@ -22,7 +28,10 @@
 # Knobs: BUSTED_TIMEOUT (seconds per busted run, default 300),
 # EXAMPLE_TIMEOUT (default 60), SOAK_SCALE (default 0.1; 0 skips the
 # soak), SOAK_TIMEOUT (default 120), VARIANTS (default "5.4 5.3 5.1 luajit"),
-# ASAN=0 to skip the ASan run, TSAN=0 to skip the TSan run.
+# ASAN=0 to skip the ASan run, TSAN=0 to skip the TSan run,
+# RELIABILITY=0 to skip step 7, FUZZ_SECONDS (per target, default 20),
+# ALLOCFAIL_STRIDE (every allocation of the program fails in turn, and
+# every ALLOCFAIL_STRIDE-th of loading corio; default 7).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
 
@@ -33,6 +42,9 @@ ASAN=${ASAN:-1}
 TSAN=${TSAN:-1}
 SOAK_SCALE=${SOAK_SCALE:-0.1}
 SOAK_TIMEOUT=${SOAK_TIMEOUT:-120}
+RELIABILITY=${RELIABILITY:-1}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+ALLOCFAIL_STRIDE=${ALLOCFAIL_STRIDE:-7}
 # What the TSan run covers: the specs that start threads.
 TSAN_SPECS=(spec/pool_spec.lua spec/marshal_spec.lua)
 logdir=build/test
@@ -176,21 +188,57 @@ if ((${#examples[@]})); then
   fi
 fi
 
+# step NAME TIMEOUT COMMAND...: one pass/fail line for a command.
+step() {
+  local name=$1 limit=$2 rc
+  shift 2
+  section "$name"
+  timeout -k 10 "$limit" "$@" </dev/null
+  rc=$?
+  if ((rc == 0)); then pass "$name"
+  elif ((rc == 124 || rc == 137)); then fail "$name" "timed out after ${limit}s"
+  else fail "$name" "exit $rc"
+  fi
+}
+
 # 6. soak, reduced
 if [[ $SOAK_SCALE != 0 ]]; then
-  section "soak (scale $SOAK_SCALE)"
   if [[ " ${built[*]} " == *" 5.4 "* ]]; then
-    timeout -k 5 "$SOAK_TIMEOUT" .ci/with 5.4 lua bench/soak.lua "$SOAK_SCALE" </dev/null
-    rc=$?
-    if ((rc == 0)); then
-      pass "soak" "scale $SOAK_SCALE"
-    elif ((rc == 124 || rc == 137)); then
-      fail "soak" "timed out after ${SOAK_TIMEOUT}s"
-    else
-      fail "soak" "exit $rc"
-    fi
+    step "soak" "$SOAK_TIMEOUT" .ci/with 5.4 lua bench/soak.lua "$SOAK_SCALE"
   else
     fail "soak" "not run: no 5.4 build"
+  fi
+fi
+
+# 7. reliability
+if [[ $RELIABILITY == 1 ]] && [[ " ${built[*]} " == *" 5.4 "* ]] && have_specs; then
+  # one busted process per spec file: the eager collector's cost grows
+  # with the heap, and a file's heap is small; the stress specs of 100k
+  # tasks, 1M messages and 100000 nested levels are left out (each would
+  # take minutes, and they exercise no other path)
+  n0=${#report[@]}
+  eager_bad=()
+  p0=$passed
+  f0=$failed
+  for f in spec/*_spec.lua; do
+    run_busted eagergc --filter-out=100k --filter-out="1M messages" \
+      --filter-out="levels" --filter-out="thousands of nested" "$f"
+    [[ ${report[-1]} == *FAIL* || ${report[-1]} != *", 0 failed"* ]] && eager_bad+=("$f")
+  done
+  report=("${report[@]:0:n0}")
+  record "busted eagergc" "$((passed - p0)) ok, $((failed - f0)) failed${eager_bad[*]:+ in ${eager_bad[*]}}"
+  step "valgrind" 600 .ci/valgrind.sh
+  section "build (allocfail, fuzz)"
+  if make --no-print-directory build/allocfail/allocfail; then
+    step "allocfail" 600 make --no-print-directory allocfail \
+      ALLOCFAIL_ARGS="$ALLOCFAIL_STRIDE"
+  else
+    fail "build allocfail"
+  fi
+  if make --no-print-directory fuzz-build; then
+    step "fuzz" 300 make --no-print-directory fuzz FUZZ_TIME="$FUZZ_SECONDS"
+  else
+    fail "build fuzz"
   fi
 fi
 

@@ -376,6 +376,11 @@ struct corio_rt {
   /* host-loop mode (host.c) */
   int host;                /* CORIO_HOST_* */
   int host_ref;            /* {rt while started, main, the run's error} */
+  /* CORIO_GC_TORTURE=n (a test aid, read when the runtime is made): a
+     full collection after a random one of every n task steps */
+  int gc_torture;
+  int gc_left;             /* steps until the next forced collection */
+  uint32_t gc_rand;        /* its pseudo-random sequence */
 };
 
 /* The task whose coroutine is L, if L is the running task of the runtime

@@ -93,14 +93,15 @@ static int lrt_start(lua_State *L) {
     luaL_unref(L, LUA_REGISTRYINDEX, rt->host_ref);
     rt->host_ref = LUA_NOREF;
   }
-  lua_createtable(L, 3, 0); /* first: a memory error leaves rt as it was */
+  /* first the allocations: a memory error leaves rt as it was */
+  lua_createtable(L, 3, 0);
   lua_insert(L, 2);
-  corio_rt_begin(L, rt, 3, lua_gettop(L) - 3);
-  lua_rawseti(L, 2, HOST_MAIN);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, 2, HOST_RT);
   lua_pushvalue(L, 2);
   rt->host_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  corio_rt_begin(L, rt, 3, lua_gettop(L) - 3); /* spawns main first */
+  lua_rawseti(L, 2, HOST_MAIN); /* (preallocated slots: cannot raise) */
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, 2, HOST_RT);
   rt->host = CORIO_HOST_STARTED;
   return 0;
 }

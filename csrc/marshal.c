@@ -262,6 +262,8 @@ int corio_marshal(lua_State *L, int first, int n, corio_buf *b,
 typedef struct dec {
   lua_State *L;
   const unsigned char *p, *end;
+  int depth;        /* tables open: the encoder's limit bounds the C
+                       recursion (deeper bytes are malformed) */
 } dec;
 
 static void dec_bad(dec *d) {
@@ -322,6 +324,7 @@ static int dec_value(dec *d) {
     }
     case M_TABLE: {
       size_t i, narr = dec_varint(d);
+      if (++d->depth > CORIO_MARSHAL_DEPTH) dec_bad(d);
       luaL_checkstack(L, 4, "corio: tables nested too deep");
       if (narr > (size_t)(d->end - d->p)) dec_bad(d); /* >= 1 byte each */
       lua_createtable(L, (int)narr, 0);
@@ -334,6 +337,7 @@ static int dec_value(dec *d) {
         if (dec_value(d) == M_END) dec_bad(d);
         lua_rawset(L, -3);
       }
+      d->depth--;
       break;
     }
     case M_END: break;
@@ -348,6 +352,7 @@ int corio_unmarshal(lua_State *L, const char *p, size_t n) {
   d.L = L;
   d.p = (const unsigned char *)p;
   d.end = d.p + n;
+  d.depth = 0;
   count = dec_varint(&d);
   if (count > n) dec_bad(&d);
   luaL_checkstack(L, (int)count + 2, "corio: too many values");

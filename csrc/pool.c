@@ -159,11 +159,21 @@ static void code_new(lua_State *L, int codes) {
   lua_remove(L, -2);
 }
 
+/* (protected) dumps the function at 1 into the writer at 2 and pushes
+   the bytes as a string. */
+static int code_dump_p(lua_State *L) {
+  code_writer *w = (code_writer *)lua_touserdata(L, 2);
+  lua_settop(L, 1);
+  aux_dump(L, code_write, w);
+  lua_pushlstring(L, w->b.p ? w->b.p : "", w->b.n);
+  return 1;
+}
+
 /* The code of fn at idx: cached per function, dumped on first use. */
 static corio_pool_code *code_get(lua_State *L, int idx) {
   code_writer w;
   corio_pool_code *c;
-  int codes, n;
+  int codes, n, st;
   codes_push(L);
   codes = lua_gettop(L);
   lua_getfield(L, codes, "fns");
@@ -177,15 +187,15 @@ static corio_pool_code *code_get(lua_State *L, int idx) {
   lua_pop(L, 1);
   code_check(L, idx);
   memset(&w, 0, sizeof w);
+  /* protected: the bytes are malloc'd until they are a Lua string, and
+     making that string may raise (out of memory) */
+  lua_pushcfunction(L, code_dump_p);
   lua_pushvalue(L, idx);
-  aux_dump(L, code_write, &w);
-  lua_pop(L, 1);
-  if (w.failed) {
-    corio_buf_free(&w.b);
-    luaL_error(L, "blocking: out of memory");
-  }
-  lua_pushlstring(L, w.b.p ? w.b.p : "", w.b.n);
+  lua_pushlightuserdata(L, &w);
+  st = lua_pcall(L, 2, 1, 0);
   corio_buf_free(&w.b);
+  if (st != LUA_OK) lua_error(L);
+  if (w.failed) luaL_error(L, "blocking: out of memory");
   lua_getfield(L, codes, "bytes");
   lua_pushvalue(L, -2);
   lua_rawget(L, -2);

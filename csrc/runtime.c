@@ -10,6 +10,7 @@
  */
 #include "corio.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -170,6 +171,18 @@ static int rt_hijacked(lua_State *L, corio_task *t) {
   return 1;
 }
 
+/* CORIO_GC_TORTURE: a full collection right after a task stopped at an
+   await (its values still on its stack), every 1 to 2n steps, so that
+   every object's finalizer can run at any scheduling point. The interval
+   grows with the live tasks (a collection costs the heap, mostly tasks),
+   so a spec of 100k tasks stays linear. */
+static void rt_gc_torture(lua_State *L, corio_rt *rt) {
+  unsigned span = 2u * (unsigned)rt->gc_torture + (unsigned)(rt->n_live / 32);
+  rt->gc_rand = rt->gc_rand * 1103515245u + 12345u;
+  rt->gc_left = 1 + (int)((rt->gc_rand >> 8) % span);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+}
+
 static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   int nres = 0, st;
   if (rt_hijacked(L, t)) return;
@@ -179,6 +192,7 @@ static void rt_step(lua_State *L, corio_rt *rt, corio_task *t) {
   rt->current = t;
   st = corio_resume(t->co, L, t->nargs, &nres);
   rt->current = NULL;
+  if (rt->gc_torture && --rt->gc_left <= 0) rt_gc_torture(L, rt);
   if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
   if (st == LUA_YIELD) {
     lua_pop(t->co, nres);
@@ -390,6 +404,11 @@ static void rt_close_loop(corio_rt *rt) {
   corio_clock_close(rt);
 }
 
+static int rt_protected_report(lua_State *L) {
+  rt_report_all(L, (corio_rt *)lua_touserdata(L, 1));
+  return 0;
+}
+
 static int rt_protected_abandon(lua_State *L) {
   corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
   corio_list_remove(&rt->batch_end);
@@ -451,15 +470,17 @@ void corio_rt_unbind(corio_rt *rt, corio_rt *outer) {
 /* Binds rt to L for a run and spawns main (fn at fnidx, nargs arguments
    on top); pushes the main task. */
 void corio_rt_begin(lua_State *L, corio_rt *rt, int fnidx, int nargs) {
-  rt->L = L;
-  rt->running = 1;
   rt->reaping = 0;
   rt->deadlock_ref = LUA_NOREF;
   rt->tick_ns = uv_hrtime();
-  rt_dump_watch(rt, 1);
-  if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
+  /* spawning main may raise (out of memory): before anything is marked
+     running, or no runtime could ever run in this state again */
   rt->main = corio_task_spawn(L, rt, fnidx, nargs, "main", NULL);
   rt->main->flags |= CORIO_TF_OBSERVED; /* the run hands its outcome */
+  if (rt->max_tasks) rt->tasks.used++; /* main's slot: nothing is alive */
+  rt->L = L;
+  rt->running = 1;
+  rt_dump_watch(rt, 1);
 }
 
 /* The scheduler runs under lua_pcall so that a memory error cannot leave
@@ -497,7 +518,8 @@ int corio_rt_end(lua_State *L, corio_rt *rt, int st, corio_rt *outer) {
   /* rt->running stays set while reporting, so on_error cannot re-enter
      run on this runtime; with ctx->rt clear it cannot spawn into it */
   corio_rt_unbind(rt, outer);
-  if (st == LUA_OK) rt_report_all(L, rt);
+  /* (protected: a memory error must not skip the teardown below) */
+  if (st == LUA_OK) st = rt_run_protected(L, rt, rt_protected_report);
   rt_dump_watch(rt, 0);
   corio_io_teardown(L, rt); /* no task is left to use them */
   rt->running = 0;
@@ -528,8 +550,8 @@ static int lrt_run(lua_State *L) {
     return luaL_error(L, "run: a corio runtime is already running (run "
                       "cannot be called inside a task)");
   if (!rt->loop_open) return luaL_error(L, "run: runtime is closed");
-  outer = corio_rt_bind(rt);
   corio_rt_begin(L, rt, 2, lua_gettop(L) - 2);
+  outer = corio_rt_bind(rt);
   m = rt->main; /* on L's stack: anchored */
   mi = lua_gettop(L);
   st = corio_rt_drive(L, rt, CORIO_DRIVE_RUN, &done);
@@ -608,7 +630,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
                                         "max_io", "max_tasks", "clock",
                                         "on_error", "on_log", "debug",
                                         "dump_on", "init", NULL};
-  const char *clock, *init;
+  const char *clock, *init, *env;
   double io_timeout;
   corio_rt *rt;
   int r;
@@ -645,6 +667,10 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   rt->L = L;
   rt->virtual_clock = clock[0] == 'v';
   rt->tick_every = rt->tick_left = 1;
+  if ((env = getenv("CORIO_GC_TORTURE")) && atoi(env) > 0) {
+    rt->gc_torture = rt->gc_left = atoi(env);
+    rt->gc_rand = (uint32_t)rt->gc_torture;
+  }
   rt->io_timeout = io_timeout;
   rt->workers = aux_count(L, opt, "workers",
                           (double)uv_available_parallelism());

@@ -198,9 +198,8 @@ static int aux_servable(corio_stream *s) {
   case R_SOME: return s->len > 0;
   case R_BYTES: return s->len >= s->need;
   case R_LINE: {
-    const char *p = s->buf + s->off;
     if (s->len > s->scanned &&
-        memchr(p + s->scanned, '\n', s->len - s->scanned))
+        memchr(s->buf + s->off + s->scanned, '\n', s->len - s->scanned))
       return 1;
     s->scanned = s->len;
     return s->len > s->need;
@@ -294,7 +293,8 @@ static int read_abort(corio_task *t, int woken) {
 /* Pushes k bytes from the front of the buffer (the first `keep` of
    them, to drop a line end) and consumes them. */
 static void aux_take(lua_State *L, corio_stream *s, size_t k, size_t keep) {
-  lua_pushlstring(L, s->buf + s->off, keep);
+  /* ("a" at the end of a stream that never got a byte: buf is NULL) */
+  lua_pushlstring(L, s->buf ? s->buf + s->off : "", keep);
   s->off += k;
   s->len -= k;
   s->scanned = s->scanned > k ? s->scanned - k : 0;
@@ -316,8 +316,9 @@ static int aux_read_end(lua_State *L, corio_stream *s) {
 /* A line: returns the count pushed, 0 when it must wait. */
 static int aux_read_line(lua_State *L, corio_stream *s, int keep_end,
                          size_t max) {
-  const char *p = s->buf + s->off;
-  const char *nl = s->len ? (const char *)memchr(p, '\n', s->len) : NULL;
+  /* (no arithmetic on buf before any byte came: it is NULL then) */
+  const char *p = s->len ? s->buf + s->off : NULL;
+  const char *nl = p ? (const char *)memchr(p, '\n', s->len) : NULL;
   if (nl) {
     size_t k = (size_t)(nl - p) + 1, keep = k;
     if (k - 1 > max)
