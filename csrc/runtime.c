@@ -273,13 +273,23 @@ static void rt_deadlock(lua_State *L, corio_rt *rt) {
   rt->deadlock_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
+/* Tears down t's wait for good (abort with woken == -1), once: the hook
+   is cleared first, since what follows may raise (out of memory) and an
+   abandon is then tried again, and a second call would free twice. */
+static void rt_unwait(corio_task *t) {
+  corio_abort_fn abort = t->wait.abort;
+  if (t->state != CORIO_WAITING || !abort) return;
+  t->wait.abort = NULL;
+  abort(t, -1);
+}
+
 /* After a deadlock the tasks were cancelled; those still parked (their
    cleanup waited again on something that cannot happen) are abandoned. */
 static void rt_abandon(lua_State *L, corio_rt *rt) {
   corio_link *n;
   while ((n = rt->live.next) != &rt->live) {
     corio_task *t = corio_container(n, corio_task, all);
-    if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
+    rt_unwait(t);
     if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
     corio_list_remove(&t->link);
     lua_settop(t->co, 0);
@@ -648,6 +658,7 @@ static corio_rt *rt_new(lua_State *L, int opt) {
                "of seconds expected)");
   rt = (corio_rt *)lua_newuserdata(L, sizeof *rt);
   memset(rt, 0, sizeof *rt);
+  rt->tfd = -1; /* no clock fd until corio_clock_init: never close fd 0 */
   rt->on_error_ref = rt->on_log_ref = rt->trace_ref = LUA_NOREF;
   rt->context_ref = LUA_NOREF;
   rt->deadlock_ref = LUA_NOREF;
@@ -689,11 +700,11 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   rt->dump_sig = aux_signal_option(L, opt);
   rt->on_error_ref = aux_opt_function(L, opt, "on_error");
   rt->on_log_ref = aux_opt_function(L, opt, "on_log");
+  corio_task_slots_init(L, rt); /* Lua allocations before the loop's */
   if ((r = uv_loop_init(&rt->loop)) != 0)
     luaL_error(L, "runtime: cannot create event loop: %s", uv_strerror(r));
   rt->loop_open = 1;
   rt->loop.data = rt; /* handles with data == rt are the runtime's own */
-  corio_task_slots_init(L, rt);
   corio_clock_init(rt);
   return rt;
 }
@@ -767,7 +778,7 @@ static int lrt_gc(lua_State *L) {
   }
   while ((n = corio_list_shift(&rt->live))) { /* only at lua_close */
     corio_task *t = corio_container(n, corio_task, all);
-    if (t->state == CORIO_WAITING && t->wait.abort) t->wait.abort(t, -1);
+    rt_unwait(t);
     corio_list_remove(&t->link);
     corio_list_remove(&t->scope_link);
     t->rt = NULL;

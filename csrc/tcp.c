@@ -93,6 +93,7 @@ static int connect_abort(corio_task *t, int woken) {
   if (woken == 1) return 0; /* connected: the stream is the task's */
   c->t = NULL;
   luaL_unref(t->co, LUA_REGISTRYINDEX, c->ref);
+  c->ref = LUA_NOREF;
   corio_stream_close(c->s);
   corio_io_give(t->rt);
   return 1;
