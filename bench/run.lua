@@ -432,7 +432,7 @@ end
 
 -- "{n}" in a metric label becomes the workload's (scaled) parameter.
 local function label(text, params)
-  return (text:gsub("{(%w+)}", function(k)
+  return (text:gsub("{([%w_]+)}", function(k)
     local v = params[k]
     if type(v) ~= "number" then return "?" end
     if v >= 1e6 and v % 1e6 == 0 then return ("%dM"):format(v // 1e6) end
