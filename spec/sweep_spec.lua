@@ -15,17 +15,7 @@ local corio = require "corio"
 local H = require "helper"
 local proc = require "fixtures.proc"
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_all(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local quote, read_all = proc.quote, proc.read_all
 
 local function sh(cmd)
   local p = assert(io.popen(cmd, "r"))
