@@ -459,6 +459,8 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
   lua_setmetatable(L, -2);
   if (!rt->nidle || !(t->co = aux_idle_take(L, rt)))
     t->co = lua_newthread(L);
+  else /* a hook set on it, by its last task or while idle, goes */
+    lua_sethook(t->co, NULL, 0, 0);
   corio_setuv(L, -2, 1);
   if (name) {
     lua_pushstring(L, name);
@@ -658,9 +660,9 @@ static void aux_wake_joiners(corio_task *t) {
 }
 
 /* A task returned normally with at most one result: the result moves to
-   user value 1 (replacing the coroutine), and the coroutine, reset,
-   goes to the idle pool for the next spawn. Its hook goes (a debug.sethook
-   on it must not follow into the next task); a normal return closed
+   user value 1 (replacing the coroutine), and the coroutine goes to the
+   idle pool for the next spawn, which clears its hook (a debug.sethook
+   on it must not follow into the next task). A normal return closed
    every to-be-closed variable. A stack that grew is shrunk by the
    collector, which does so for every coroutine it traverses (resetting
    it here, lua_resetthread, cost a third of a spawn). */
@@ -673,7 +675,6 @@ static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
   corio_setuv(L, -2, 1);
   lua_pop(L, 1);
   lua_settop(co, 0);
-  lua_sethook(co, NULL, 0, 0);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
   lua_pushthread(co);
   lua_xmove(co, L, 1);

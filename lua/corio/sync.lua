@@ -76,6 +76,7 @@ function M.install(core, ypcall)
   -- no permit object: _take holds one permit for the call, and _give
   -- returns it however fn ends (a cancelled or failed fn included)
   local take, give = sem._take, sem._give
+  sem._take, sem._give = nil, nil -- private: a stray _give would mint a permit
   local sem_mt = debug.getregistry()["corio.Semaphore"]
   function sem.with(s, fn, ...)
     check_self(sem_mt, "corio.Semaphore", s)
