@@ -263,10 +263,10 @@ static int lch_new(lua_State *L) {
   }
   ch->tag = CHAN_MT;
   ch->cap = cap;
+  ch->buf_ref = LUA_NOREF; /* before the metatable: its __gc reads it */
   corio_list_init(&ch->senders);
   corio_list_init(&ch->receivers);
   luaL_setmetatable(L, CHAN_MT);
-  ch->buf_ref = LUA_NOREF;
   if (!ch->uvring) {
     lua_createtable(L, (int)cap, 0);
 #if LUA_VERSION_NUM >= 504
