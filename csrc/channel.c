@@ -11,7 +11,7 @@
  * 5.4 (where a yield moves the frame, and a userdata has one user value)
  * it is a table anchored by a registry reference. A table is made once
  * at creation (its array part, keys 1..capacity, never rehashed). A
- * parked sender keeps its value in a registry reference (t->wait.arg)
+ * parked sender keeps its value in a registry reference (t->wait_arg)
  * until a receiver takes it or the send ends; luaL_ref recycles its
  * slots, so a steady stream of parked sends does not grow the registry
  * either.
@@ -41,7 +41,7 @@
 #define CHAN_MT "corio.Channel"
 #define CHAN_MAX ((lua_Integer)1 << 24) /* documented capacity limit */
 
-/* t->wait.arg of a receiver once a value was handed to it */
+/* t->wait_arg of a receiver once a value was handed to it */
 #define RECV_GOT 1
 
 typedef struct chan {
@@ -49,8 +49,8 @@ typedef struct chan {
   lua_Integer cap;
   lua_Integer head;       /* ring index of the oldest value */
   lua_Integer count;      /* values in the ring */
-  corio_link senders;     /* FIFO; t->wait.arg = registry ref of the value */
-  corio_link receivers;   /* FIFO; t->wait.arg = 0, RECV_GOT once served */
+  corio_link senders;     /* FIFO; t->wait_arg = registry ref of the value */
+  corio_link receivers;   /* FIFO; t->wait_arg = 0, RECV_GOT once served */
   int buf_ref;            /* before 5.4: registry ref of the ring table */
   uint8_t uvring;         /* the ring is the user values (see above) */
   uint8_t closed;
@@ -140,7 +140,7 @@ static corio_task *aux_first(lua_State *L, corio_link *h, int senders) {
     corio_task *t = corio_container(h->next, corio_task, link);
     if (!aux_gone(t)) return t;
     corio_list_remove(&t->link);
-    if (senders) luaL_unref(L, LUA_REGISTRYINDEX, t->wait.arg);
+    if (senders) luaL_unref(L, LUA_REGISTRYINDEX, t->wait_arg);
   }
   return NULL;
 }
@@ -150,7 +150,7 @@ static corio_task *aux_first(lua_State *L, corio_link *h, int senders) {
 static void aux_hand(lua_State *X, int idx, corio_task *r) {
   lua_pushvalue(X, idx);
   lua_xmove(X, corio_wake_stack(r, 1), 1);
-  r->wait.arg = RECV_GOT;
+  r->wait_arg = RECV_GOT;
   corio_wake(r, 1);
 }
 
@@ -158,9 +158,9 @@ static void aux_hand(lua_State *X, int idx, corio_task *r) {
    The abort hook stays so that a cancellation now does not pretend the
    value was not sent (send_abort refuses once woken). */
 static void aux_take(lua_State *X, corio_task *s) {
-  lua_rawgeti(X, LUA_REGISTRYINDEX, s->wait.arg);
-  luaL_unref(X, LUA_REGISTRYINDEX, s->wait.arg);
-  s->wait.arg = LUA_NOREF;
+  lua_rawgeti(X, LUA_REGISTRYINDEX, s->wait_arg);
+  luaL_unref(X, LUA_REGISTRYINDEX, s->wait_arg);
+  s->wait_arg = LUA_NOREF;
   lua_pushboolean(corio_wake_stack(s, 1), 1);
   corio_wake(s, 1);
 }
@@ -215,8 +215,8 @@ static int ch_take(lua_State *L, chan *ch) {
 static int send_abort(corio_task *t, int woken) {
   if (woken == 1) return 0; /* a receiver accepted the value: sent */
   corio_list_remove(&t->link);
-  luaL_unref(t->co, LUA_REGISTRYINDEX, t->wait.arg);
-  t->wait.arg = LUA_NOREF;
+  luaL_unref(t->co, LUA_REGISTRYINDEX, t->wait_arg);
+  t->wait_arg = LUA_NOREF;
   return 1;
 }
 
@@ -231,7 +231,7 @@ static int recv_abort(corio_task *t, int woken) {
     corio_list_remove(&t->link);
     return 1;
   }
-  if (t->wait.arg != RECV_GOT || !lua_checkstack(co, 3)) return 0;
+  if (t->wait_arg != RECV_GOT || !lua_checkstack(co, 3)) return 0;
   if ((r = aux_first(co, &ch->receivers, 0)) != NULL) {
     aux_hand(co, -1, r);
     return 1;
@@ -319,7 +319,7 @@ static int lch_send(lua_State *L) {
     return 1;
   }
   lua_pushvalue(L, 2);
-  t->wait.arg = luaL_ref(L, LUA_REGISTRYINDEX);
+  t->wait_arg = luaL_ref(L, LUA_REGISTRYINDEX);
   corio_list_push(&ch->senders, &t->link);
   return corio_await(L, t, "channel send", send_abort, ch, timeout);
 }
@@ -347,7 +347,7 @@ static int lch_recv(lua_State *L) {
   t = corio_await_begin(L, "recv");
   if (ch_take(L, ch)) return 1;
   if (ch->closed) return corio_fail(L, "closed", "channel is closed");
-  t->wait.arg = 0;
+  t->wait_arg = 0;
   corio_list_push(&ch->receivers, &t->link);
   return corio_await(L, t, "channel recv", recv_abort, ch, timeout);
 }
@@ -371,8 +371,8 @@ static int lch_close(lua_State *L) {
   ch->closed = 1;
   while ((h = corio_list_shift(&ch->senders)) != NULL) {
     corio_task *t = corio_container(h, corio_task, link);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->wait.arg);
-    t->wait.arg = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, t->wait_arg);
+    t->wait_arg = LUA_NOREF;
     if (!aux_gone(t)) aux_wake_closed(L, t);
   }
   while ((h = corio_list_shift(&ch->receivers)) != NULL) {
@@ -404,8 +404,8 @@ static int lch_gc(lua_State *L) {
   corio_link *h;
   while ((h = corio_list_shift(&ch->senders)) != NULL) {
     corio_task *t = corio_container(h, corio_task, link);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->wait.arg);
-    t->wait.arg = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, t->wait_arg);
+    t->wait_arg = LUA_NOREF;
   }
   while (corio_list_shift(&ch->receivers) != NULL) {
   }

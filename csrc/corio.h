@@ -122,11 +122,12 @@ struct corio_timer {
 #define corio_timer_set_kind(tm, k) \
   ((tm)->seq = ((tm)->seq & ~3u) | (uint32_t)(k))
 
+/* (the primitive's own datum, a count or a mode, is t->wait_arg: outside
+   this record, so the task struct packs without holes) */
 typedef struct corio_wait {
   const char *what;      /* "sleep", "join", "semaphore" ...: tasks()/dump */
   corio_abort_fn abort;  /* NULL: nothing to undo, always abortable */
   void *obj;             /* the primitive waited on */
-  int32_t arg;           /* the primitive's own datum (count, mode) */
 } corio_wait;
 
 enum {
@@ -143,30 +144,65 @@ enum {
 #define CORIO_TF_INLINE    0x10  /* the body of a protected call on PUC 5.1
                                     (init.lua's ypcall): it stands for the
                                     task that opened its nursery */
+#define CORIO_TF_KID      0x20  /* spawned into a scope: a corio_kid */
 #define CORIO_TF_STARTED   0x40  /* resumed at least once */
 #define CORIO_TF_MOVED     0x80  /* done: its coroutine went back to the
                                     runtime's idle pool; its one result,
-                                    if any, is user value 1 (co == NULL) */
+                                    if any, is kept (TASK_KEEP, task.c)
+                                    (co == NULL) */
+#define CORIO_TF_ARMED    0x100  /* failed unobserved: a corio_failure
+                                    (task.c) is at index 1 of co */
 
+/* 120 bytes on 64-bit machines (task.c checks): a parked task costs its
+   coroutine plus this and a userdata header, which is what the memory
+   benchmark holds against a bare coroutine. What only some tasks need
+   lives elsewhere: the links of a task spawned into a scope in a
+   corio_kid tail, live tasks' order in the runtime's slot table, an
+   unobserved failure's list node in its finalizer object. */
 struct corio_task {
   corio_link link;        /* ready queue or one wait list */
-  corio_link all;         /* rt->live while running; rt->unobserved after */
-  corio_link scope_link;  /* in scope->tasks of its innermost scope */
-  corio_link joiners;     /* tasks parked in join/wait on this task */
+  corio_link *joiners;    /* ring (no head node) of the links of tasks
+                             parked in join/wait on this one, or NULL */
   corio_rt *rt;           /* NULL once the runtime is gone */
-  lua_State *co;          /* the coroutine (anchored as the user value) */
+  lua_State *co;          /* the coroutine (anchored: see task.c) */
   corio_scope *scope;     /* innermost scope this task pushed, or NULL */
-  corio_scope *parent;    /* the scope it was spawned into, or NULL */
   corio_wait wait;
   corio_timer timer;      /* sleep, and the timeout of the current wait */
   lua_Integer id;
   uint64_t born;          /* runtime clock at spawn (ns), for `age` */
+  int32_t wait_arg;       /* the waited-on primitive's datum */
   int ref;                /* slot in rt->slots anchoring it while live,
                              or LUA_NOREF */
   int nargs;              /* values on co handed over at the next resume */
   uint8_t state;          /* CORIO_READY ... */
-  uint8_t flags;          /* CORIO_TF_* */
+  uint16_t flags;         /* CORIO_TF_* */
 };
+
+/* A task spawned into a scope (a nursery child): its place in that
+   scope's task list for its whole life, and the scope. */
+typedef struct corio_kid {
+  corio_task task;
+  corio_link scope_link;  /* in parent->tasks */
+  corio_scope *parent;    /* the scope it was spawned into, or NULL once
+                             that scope is gone */
+} corio_kid;
+
+/* A task's own user values (see task.c): on 5.4 none (its outcome is
+   kept in a weak-key table), before 5.4 one (the coroutine, or the
+   result); its name and spawn site follow. */
+#if LUA_VERSION_NUM >= 504
+#define CORIO_TASK_UVS 0
+#else
+#define CORIO_TASK_UVS 1
+#endif
+#define CORIO_TASK_UV_NAME (CORIO_TASK_UVS + 1)
+#define CORIO_TASK_UV_SITE (CORIO_TASK_UVS + 2)
+
+#define corio_kid_of(t) ((corio_kid *)(void *)(t))
+/* the scope t was spawned into, or NULL */
+static inline corio_scope *corio_task_parent(const corio_task *t) {
+  return (t->flags & CORIO_TF_KID) ? ((const corio_kid *)t)->parent : NULL;
+}
 
 /* Scope kinds: the owner of the scope decides what its boundary does. */
 enum { CORIO_SCOPE_PLAIN, CORIO_SCOPE_TIMEOUT, CORIO_SCOPE_SHIELD,
@@ -322,8 +358,8 @@ struct corio_rt {
   corio_link ready;        /* FIFO of READY tasks */
   corio_link batch_end;    /* marker ending the batch being run (linked in
                               ready only while a batch runs) */
-  corio_link live;         /* every task that has not finished */
-  corio_link unobserved;   /* failed tasks nobody joined yet */
+  corio_link unobserved;   /* corio_failure nodes (task.c): failed tasks
+                              nobody joined yet */
   corio_link deferred;     /* corio_deferred nodes queued by finalizers */
   int gc_tried;            /* collected once since the last progress */
   corio_timer **heap;      /* min-heap on (due, seq) */
@@ -352,10 +388,13 @@ struct corio_rt {
   corio_budget io;         /* max_io: I/O operations in flight (io.c) */
   corio_budget tasks;      /* max_tasks: live tasks, if max > 0 */
   /* Live tasks are anchored in a table at slots from a C free list
-     (task.c); finished tasks' coroutines wait in an idle pool for reuse
-     until the next collection. */
+     (task.c), and slot_task[slot] is the task (the live set, walked by
+     corio_live_tasks); finished tasks' coroutines wait in an idle pool
+     for reuse until the next collection. */
   int slots_ref;
+  int kept_ref;            /* Lua 5.4: weak-key table task -> outcome */
   int *slot_free;
+  corio_task **slot_task;
   int slot_nfree, slot_top, slot_cap;
   int idle_ref;            /* weak table 1..nidle of idle coroutines */
   int nidle;
@@ -510,7 +549,8 @@ corio_scope *corio_task_checkpoint(corio_task *t);
 /* The same, answering at once for a task in no scope (the common case
    on fast paths): only its own t:cancel() can apply. */
 static inline int corio_task_cancel_pending(corio_task *t) {
-  if (!t->scope && !t->parent) return (t->flags & CORIO_TF_CANCEL) != 0;
+  if (!t->scope && !corio_task_parent(t))
+    return (t->flags & CORIO_TF_CANCEL) != 0;
   return corio_task_checkpoint(t) != NULL;
 }
 /* The scope whose cancellation applies to t now, or NULL. A t:cancel() of
@@ -523,6 +563,15 @@ void corio_push_cancel(lua_State *L, corio_scope *by);
 /* Called by the scheduler when a task has finished (results or error on
    t->co); wakes joiners, updates counters, unanchors. */
 void corio_task_finish(lua_State *L, corio_task *t, int status, int nres);
+/* The live tasks in spawn order, for walks that may run code (which can
+   finish or spawn tasks): pushes a scratch userdata of n entries onto L,
+   sets *out to it and returns n. corio_live_get gives an entry's task
+   while it is still live, else NULL. */
+typedef struct corio_live { int slot; lua_Integer id; } corio_live;
+int corio_live_list(lua_State *L, corio_rt *rt, corio_live **out);
+corio_task *corio_live_get(corio_rt *rt, const corio_live *e);
+/* The task of a node of rt->unobserved. */
+corio_task *corio_failure_task(corio_link *n);
 
 /* -------------------------------------------------------------- time.c */
 

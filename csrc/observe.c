@@ -8,7 +8,8 @@
 
 /* The task that opened the nursery t was spawned into, or NULL. */
 static corio_task *aux_parent_task(const corio_task *t) {
-  return t->parent ? t->parent->owner : NULL;
+  corio_scope *p = corio_task_parent(t);
+  return p ? p->owner : NULL;
 }
 
 static int aux_depth(const corio_task *t) {
@@ -51,7 +52,7 @@ static void aux_age_site(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_setfield(L, -2, "age");
   corio_task_push(L, t);
   if (!lua_isnil(L, -1)) {
-    corio_getuv(L, -1, 3);
+    corio_getuv(L, -1, CORIO_TASK_UV_SITE);
     lua_remove(L, -2);
   }
   if (lua_isstring(L, -1)) lua_setfield(L, -2, "spawned_at");
@@ -62,14 +63,21 @@ static void aux_age_site(lua_State *L, corio_rt *rt, corio_task *t) {
    spawned_at}, ... } */
 static int lcorio_tasks(lua_State *L) {
   corio_rt *rt = aux_rt(L);
-  corio_link *n;
-  int i = 0;
-  lua_newtable(L);
-  if (!rt) return 1;
-  for (n = rt->live.next; n != &rt->live; n = n->next) {
-    corio_task *t = corio_container(n, corio_task, all);
-    corio_task *p = aux_parent_task(t);
-    const char *w = aux_waiting_on(t);
+  corio_live *v;
+  int k, n, i = 0;
+  if (!rt) {
+    lua_newtable(L);
+    return 1;
+  }
+  n = corio_live_list(L, rt, &v);
+  lua_createtable(L, n, 0);
+  for (k = 0; k < n; k++) {
+    corio_task *t = corio_live_get(rt, &v[k]);
+    corio_task *p;
+    const char *w;
+    if (!t) continue;
+    p = aux_parent_task(t);
+    w = aux_waiting_on(t);
     aux_push_info(L, t);
     if (w) {
       lua_pushstring(L, w);
@@ -107,14 +115,17 @@ static int lcorio_stats(lua_State *L) {
 
 void corio_dump_push(lua_State *L, corio_rt *rt) {
   luaL_Buffer b;
-  corio_link *n;
+  corio_live *v;
   char age[32];
-  int count = 0;
+  int k, n = corio_live_list(L, rt, &v), count = 0;
   luaL_buffinit(L, &b);
-  for (n = rt->live.next; n != &rt->live; n = n->next) {
-    corio_task *t = corio_container(n, corio_task, all);
-    const char *w = aux_waiting_on(t);
-    int d = aux_depth(t);
+  for (k = 0; k < n; k++) {
+    corio_task *t = corio_live_get(rt, &v[k]);
+    const char *w;
+    int d;
+    if (!t) continue;
+    w = aux_waiting_on(t);
+    d = aux_depth(t);
     while (d-- > 0) luaL_addstring(&b, "  ");
     lua_pushfstring(L, "#%d ", (int)t->id);
     luaL_addvalue(&b);
@@ -140,6 +151,7 @@ void corio_dump_push(lua_State *L, corio_rt *rt) {
     }
   }
   luaL_pushresult(&b);
+  lua_remove(L, -2); /* the list */
 }
 
 /* corio.dump() -> a readable list of live tasks and what each waits on */

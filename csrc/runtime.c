@@ -145,7 +145,7 @@ static void rt_report_all(lua_State *L, corio_rt *rt) {
     if (rt->pending_ref != LUA_NOREF) {
       rt_report_pending(L, rt);
     } else if ((n = corio_list_shift(&rt->unobserved)) != NULL) {
-      corio_rt_report(L, rt, corio_container(n, corio_task, all));
+      corio_rt_report(L, rt, corio_failure_task(n));
     } else {
       break;
     }
@@ -250,17 +250,19 @@ static void rt_run_batch(lua_State *L, corio_rt *rt) {
 
 /* Main has returned (or nothing can run): cancel every live task; tasks
    spawned from now on start cancelled (corio_task_spawn). */
-static void rt_reap(corio_rt *rt) {
-  corio_link *n;
+static void rt_reap(lua_State *L, corio_rt *rt) {
+  corio_live *v;
+  int k, n = corio_live_list(L, rt, &v);
   rt->reaping = 1;
-  for (n = rt->live.next; n != &rt->live; n = n->next) {
-    corio_task *t = corio_container(n, corio_task, all);
+  for (k = 0; k < n; k++) {
+    corio_task *t = corio_live_get(rt, &v[k]);
+    corio_scope *p = t ? corio_task_parent(t) : NULL;
     /* a nursery child is reached through its owner's cancellation, as
        t:cancel() reaches it: not through a shield around the nursery */
-    if (t->parent && t->parent->owner && t->parent->owner->state < CORIO_DONE)
-      continue;
+    if (!t || (p && p->owner && p->owner->state < CORIO_DONE)) continue;
     corio_task_cancel(t);
   }
+  lua_pop(L, 1);
 }
 
 /* Raise-later: record the deadlock error (with the dump) in the registry. */
@@ -285,20 +287,29 @@ static void rt_unwait(corio_task *t) {
 
 /* After a deadlock the tasks were cancelled; those still parked (their
    cleanup waited again on something that cannot happen) are abandoned. */
+static void rt_abandon_one(lua_State *L, corio_task *t) {
+  rt_unwait(t);
+  if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
+  corio_list_remove(&t->link);
+  lua_settop(t->co, 0);
+  /* it ends cancelled, whatever shield it was parked in */
+  while (t->scope && t->scope->owner == t) corio_scope_pop(t, t->scope);
+  t->flags |= CORIO_TF_CANCEL;
+  corio_error_push(t->co, "cancelled", NULL,
+                   "task abandoned after a deadlock");
+  corio_task_finish(L, t, LUA_ERRRUN, 1);
+}
+
 static void rt_abandon(lua_State *L, corio_rt *rt) {
-  corio_link *n;
-  while ((n = rt->live.next) != &rt->live) {
-    corio_task *t = corio_container(n, corio_task, all);
-    rt_unwait(t);
-    if (t->flags & CORIO_TF_GRANTED) corio_budget_unclaimed(t);
-    corio_list_remove(&t->link);
-    lua_settop(t->co, 0);
-    /* it ends cancelled, whatever shield it was parked in */
-    while (t->scope && t->scope->owner == t) corio_scope_pop(t, t->scope);
-    t->flags |= CORIO_TF_CANCEL;
-    corio_error_push(t->co, "cancelled", NULL,
-                     "task abandoned after a deadlock");
-    corio_task_finish(L, t, LUA_ERRRUN, 1);
+  while (rt->n_live > 0) { /* cleanup code may spawn more */
+    corio_live *v;
+    int k, n = corio_live_list(L, rt, &v);
+    if (n == 0) break;
+    for (k = 0; k < n; k++) {
+      corio_task *t = corio_live_get(rt, &v[k]);
+      if (t) rt_abandon_one(L, t);
+    }
+    lua_pop(L, 1);
   }
 }
 
@@ -338,7 +349,7 @@ static int rt_turn(lua_State *L, corio_rt *rt, int block) {
   if (rt->main->state >= CORIO_DONE || rt->deadlock_ref != LUA_NOREF) {
     if (!rt->n_live) return RT_DONE;
     if (!rt->reaping) {
-      rt_reap(rt);
+      rt_reap(L, rt);
       return RT_MORE;
     }
   }
@@ -353,7 +364,7 @@ static int rt_turn(lua_State *L, corio_rt *rt, int block) {
     }
     if (rt->deadlock_ref == LUA_NOREF) {
       rt_deadlock(L, rt);
-      rt_reap(rt);
+      rt_reap(L, rt);
       return RT_MORE;
     }
     rt_abandon(L, rt);
@@ -439,7 +450,7 @@ static int rt_protected_reap(lua_State *L) {
   corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
   corio_list_remove(&rt->batch_end);
   rt->current = NULL;
-  rt_reap(rt);
+  rt_reap(L, rt);
   rt_loop(L, rt);
   return 0;
 }
@@ -502,7 +513,7 @@ static int rt_protected_drive(lua_State *L) {
     lua_pushboolean(L, rt_turns(L, rt, 0));
     return 1;
   }
-  if (how == CORIO_DRIVE_CANCEL) rt_reap(rt);
+  if (how == CORIO_DRIVE_CANCEL) rt_reap(L, rt);
   rt_loop(L, rt);
   lua_pushboolean(L, 1);
   return 1;
@@ -665,7 +676,6 @@ static corio_rt *rt_new(lua_State *L, int opt) {
   rt->pending_ref = LUA_NOREF;
   rt->host_ref = LUA_NOREF;
   corio_list_init(&rt->ready);
-  corio_list_init(&rt->live);
   corio_list_init(&rt->unobserved);
   corio_list_init(&rt->deferred);
   corio_list_init(&rt->batch_end);
@@ -768,6 +778,7 @@ static int lrt_config(lua_State *L) {
 static int lrt_gc(lua_State *L) {
   corio_rt *rt = (corio_rt *)corio_checkudata(L, 1, RT_MT);
   corio_link *n;
+  int k;
   /* A running runtime is anchored by run's stack, so only lua_close
      finalizes it, and that calls finalizers on the main thread. Anything
      else is user code calling __gc by hand: refuse. */
@@ -776,17 +787,20 @@ static int lrt_gc(lua_State *L) {
     lua_pop(L, 1);
     if (!main) return luaL_error(L, "__gc: the runtime is running");
   }
-  while ((n = corio_list_shift(&rt->live))) { /* only at lua_close */
-    corio_task *t = corio_container(n, corio_task, all);
+  for (k = 1; k <= rt->slot_top; k++) { /* live ones: only at lua_close */
+    corio_task *t = rt->slot_task ? rt->slot_task[k] : NULL;
+    if (!t) continue;
+    rt->slot_task[k] = NULL;
     rt_unwait(t);
     corio_list_remove(&t->link);
-    corio_list_remove(&t->scope_link);
+    if (t->flags & CORIO_TF_KID)
+      corio_list_remove(&corio_kid_of(t)->scope_link);
     t->rt = NULL;
   }
   /* the state is closing during run (or the runtime was dropped): errors
      nobody observed are printed, with no Lua code */
   while ((n = corio_list_shift(&rt->unobserved))) {
-    corio_task *t = corio_container(n, corio_task, all);
+    corio_task *t = corio_failure_task(n);
     lua_pushvalue(t->co, -1);
     lua_xmove(t->co, L, 1);
     rt_print_value(L);

@@ -3,13 +3,15 @@
  *
  * Scopes and tasks form one tree. A task's own scopes are a chain from its
  * innermost scope (t->scope) outwards; the outermost one's parent is the
- * scope the task was spawned into (t->parent), which belongs to the task
- * that opened that nursery. Each scope lists its child scopes and the
- * tasks whose innermost scope it is, so cancelling a scope reaches every
- * task inside it in time proportional to what is inside, not to the
- * number of tasks in the runtime. Invariants:
- *   - a task is linked (scope_link) in at most one scope's task list: its
- *     innermost scope's, else its parent's, else none;
+ * scope the task was spawned into (corio_task_parent), which belongs to
+ * the task that opened that nursery. Each scope lists its child scopes
+ * and the tasks spawned into it, so cancelling a scope reaches every task
+ * inside it in time proportional to what is inside, not to the number of
+ * tasks in the runtime. Invariants:
+ *   - a task spawned into a scope (a corio_kid) is linked (scope_link) in
+ *     that scope's task list for its life, and only those are: the task
+ *     whose innermost scope s is, is s->owner when s->owner->scope == s,
+ *     else a task in s->tasks with no scope of its own;
  *   - a scope is in its parent's children list while it is pushed;
  *   - a shield stops cancellation from outside (not its own deadlines,
  *     which are scopes inside it).
@@ -36,19 +38,11 @@ void corio_scope_init(corio_scope *s, corio_rt *rt, int kind) {
   corio_list_init(&s->tasks);
 }
 
-static corio_link *aux_home(corio_task *t) {
-  if (t->scope) return &t->scope->tasks;
-  if (t->parent) return &t->parent->tasks;
-  return NULL;
-}
-
 void corio_scope_push(corio_task *t, corio_scope *s) {
   s->owner = t;
-  s->parent = t->scope ? t->scope : t->parent;
+  s->parent = t->scope ? t->scope : corio_task_parent(t);
   if (s->parent) corio_list_push(&s->parent->children, &s->sibling);
-  corio_list_remove(&t->scope_link);
   t->scope = s;
-  corio_list_push(&s->tasks, &t->scope_link);
   s->pushed = 1;
 }
 
@@ -68,13 +62,12 @@ void corio_scope_detach(corio_scope *s) {
   while ((n = corio_list_shift(&s->children))) {
     corio_scope *c = corio_container(n, corio_scope, sibling);
     c->parent = NULL;
-    if (c->owner && c->owner->parent == s) c->owner->parent = NULL;
+    if (c->owner && corio_task_parent(c->owner) == s)
+      corio_kid_of(c->owner)->parent = NULL;
   }
-  while ((n = corio_list_shift(&s->tasks))) {
-    corio_task *t = corio_container(n, corio_task, scope_link);
-    if (t->scope == s) t->scope = NULL;
-    if (t->parent == s) t->parent = NULL;
-  }
+  while ((n = corio_list_shift(&s->tasks)))
+    corio_container(n, corio_kid, scope_link)->parent = NULL;
+  if (s->pushed && s->owner && s->owner->scope == s) s->owner->scope = NULL;
   if (s->waiter) {
     s->waiter->wait.abort = NULL;
     s->waiter->wait.obj = NULL;
@@ -92,15 +85,12 @@ static void aux_unanchor(lua_State *L, corio_scope *s) {
 }
 
 void corio_scope_pop(corio_task *t, corio_scope *s) {
-  corio_link *home;
   if (!s->pushed || s->owner != t) return;
   /* inner scopes left pushed (an abandoned body) go first */
   while (t->scope && t->scope != s && t->scope->owner == t)
     corio_scope_pop(t, t->scope);
-  corio_list_remove(&t->scope_link);
   t->scope = (s->parent && s->parent->owner == t) ? s->parent : NULL;
   corio_scope_detach(s);
-  if ((home = aux_home(t))) corio_list_push(home, &t->scope_link);
   aux_unanchor(t->co, s); /* last: s may be collected from here on */
 }
 
@@ -133,8 +123,12 @@ void corio_scope_poke_tree(corio_scope *s, corio_scope *by) {
   for (c = s; c; c = aux_walk_next(s, c)) {
     corio_link *n;
     if (!c->inherited) c->inherited = mark;
-    for (n = c->tasks.next; n != &c->tasks; n = n->next)
-      corio_task_poke_by(corio_container(n, corio_task, scope_link), by);
+    if (c->pushed && c->owner && c->owner->scope == c)
+      corio_task_poke_by(c->owner, by);
+    for (n = c->tasks.next; n != &c->tasks; n = n->next) {
+      corio_task *t = &corio_container(n, corio_kid, scope_link)->task;
+      if (!t->scope) corio_task_poke_by(t, by); /* else in its own scope */
+    }
   }
 }
 

@@ -491,15 +491,15 @@ static int lstream_readable(lua_State *L) {
 /* ------------------------------------------------------------- writing */
 
 /* Wakes the writers waiting for the queue to drain: every one with an
-   error status; else writers (t->wait.arg = WRITE_HWM) once the queue is
-   at or below it, flushers (t->wait.arg = 0) once no write is queued. */
+   error status; else writers (t->wait_arg = WRITE_HWM) once the queue is
+   at or below it, flushers (t->wait_arg = 0) once no write is queued. */
 static void aux_wake_writers(corio_stream *s, int status) {
   corio_link *n = s->writers.next;
   size_t q = s->u.s.write_queue_size;
   while (n != &s->writers) {
     corio_task *t = corio_container(n, corio_task, link);
     n = n->next;
-    if (status == 0 && (t->wait.arg ? q > (size_t)t->wait.arg
+    if (status == 0 && (t->wait_arg ? q > (size_t)t->wait_arg
                                     : s->nwrites > 0))
       continue;
     corio_io_give(s->rt);
@@ -576,7 +576,7 @@ static int lstream_write(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  t->wait.arg = WRITE_HWM;
+  t->wait_arg = WRITE_HWM;
   corio_list_push(&s->writers, &t->link);
   aux_policy(s);
   return corio_await(L, t, write_what[s->kind], write_abort, s, timeout);
@@ -596,7 +596,7 @@ static int lstream_flush(lua_State *L) {
   }
   if (!corio_io_take(t->rt)) return corio_io_wait_slot(L, t, lstream_flush,
                                                     timeout);
-  t->wait.arg = 0;
+  t->wait_arg = 0;
   corio_list_push(&s->writers, &t->link);
   aux_policy(s);
   return corio_await(L, t, write_what[s->kind], write_abort, s, timeout);

@@ -4,7 +4,7 @@
  *
  * One engine (struct sync_sem) serves both corio.Semaphore and
  * corio.Mutex: a count of available permits and an intrusive FIFO of
- * parked tasks, each wanting t->wait.arg permits. Permits are granted
+ * parked tasks, each wanting t->wait_arg permits. Permits are granted
  * only at the head of the queue, so a large request blocks the smaller
  * ones behind it (no starvation), and an acquire never overtakes a queued
  * one. A grant hands the permit object straight to the waiter (made by
@@ -41,7 +41,7 @@
 
 /* The largest permit count (exact in a double, so the same on 5.1). */
 #define SEM_MAX (((lua_Integer)1 << 53) - 1)
-/* The largest single request (it lives in t->wait.arg). */
+/* The largest single request (it lives in t->wait_arg). */
 #define SEM_REQ_MAX ((lua_Integer)INT32_MAX)
 
 /* A task whose runtime is gone (lua_close, or a runtime collected after an
@@ -64,7 +64,7 @@ typedef struct sync_sem {
   lua_Integer total;    /* initial + added: available + held */
   corio_deferred regrant; /* a finalizer returned permits: grant later */
   lua_Integer owner;    /* mutex: id of the task holding it, 0 if none */
-  corio_link waiters;   /* FIFO; t->wait.arg = permits wanted */
+  corio_link waiters;   /* FIFO; t->wait_arg = permits wanted */
   int self_ref;         /* registry ref while waiters is not empty */
   int permit_mt;        /* registry ref of its permits' metatable */
   uint8_t closed;
@@ -140,9 +140,9 @@ static corio_task *sem_head(sync_sem *s) {
    them a forgotten permit's __gc that releases into this very semaphore
    and grants on its own: so the permit is made inert first and the head
    and the count are read again before anything changes. */
-/* Permits t waits for: wait.arg, or 1 for a raw _take (arg -1). */
+/* Permits t waits for: wait_arg, or 1 for a raw _take (arg -1). */
 static lua_Integer aux_wanted(const corio_task *t) {
-  return t->wait.arg < 0 ? 1 : t->wait.arg;
+  return t->wait_arg < 0 ? 1 : t->wait_arg;
 }
 
 static void sem_grant(lua_State *L, sync_sem *s) {
@@ -150,7 +150,7 @@ static void sem_grant(lua_State *L, sync_sem *s) {
   while (!s->closed && (t = sem_head(s)) != NULL &&
          s->permits >= aux_wanted(t) && lua_checkstack(L, 3)) {
     sync_permit *p;
-    if (t->wait.arg < 0) { /* sem:with's raw _take: no object */
+    if (t->wait_arg < 0) { /* sem:with's raw _take: no object */
       corio_list_remove(&t->link);
       s->permits--;
       lua_pushboolean(corio_wake_stack(t, 1), 1);
@@ -160,11 +160,11 @@ static void sem_grant(lua_State *L, sync_sem *s) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->self_ref);
     p = permit_push(L, -1, s, 0, 0);
     lua_remove(L, -2);
-    if (t != sem_head(s) || s->permits < t->wait.arg) {
+    if (t != sem_head(s) || s->permits < t->wait_arg) {
       lua_pop(L, 1); /* things changed meanwhile: look again */
       continue;
     }
-    p->n = t->wait.arg;
+    p->n = t->wait_arg;
     p->owner = t->id;
     corio_list_remove(&t->link);
     s->permits -= p->n;
@@ -233,7 +233,7 @@ static int sem_abort(corio_task *t, int woken) {
     sem_settle(t->co, s);
     return 1;
   }
-  if (t->wait.arg < 0) { /* a raw _take was granted its permit */
+  if (t->wait_arg < 0) { /* a raw _take was granted its permit */
     sem_give(t->co, s, 1);
     return 1;
   }
@@ -276,7 +276,7 @@ static int sem_park(lua_State *L, corio_task *t, sync_sem *s, lua_Integer k,
     lua_pushvalue(L, 1);
     s->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  t->wait.arg = (int32_t)k;
+  t->wait_arg = (int32_t)k;
   corio_list_push(&s->waiters, &t->link);
   return corio_await(L, t, what, sem_abort, s, timeout);
 }
@@ -406,7 +406,7 @@ static int lsem_try_acquire(lua_State *L) {
 
 /* sem:_take() -> true | nil, err: one permit held by no object, for
    sem:with (sync.lua), which gives it back with sem:_give() however its
-   function ends. A parked _take waits with wait.arg = -1, and a grant
+   function ends. A parked _take waits with wait_arg = -1, and a grant
    hands it `true` (sem_grant). */
 static int lsem_take(lua_State *L) {
   sync_sem *s = check_sem(L);
@@ -660,7 +660,7 @@ static int lev_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  t->wait.arg = 0;
+  t->wait_arg = 0;
   corio_list_push(&e->waiters, &t->link);
   return corio_await(L, t, "event", aux_unlink_abort, e, timeout);
 }
@@ -731,7 +731,7 @@ static int lwatch_changed(lua_State *L) {
   double timeout = corio_opt_timeout(L, 2, "changed");
   corio_task *t = corio_await_begin(L, "changed");
   if (w->closed) return corio_fail(L, "closed", "watch is closed");
-  t->wait.arg = 0;
+  t->wait_arg = 0;
   corio_list_push(&w->waiters, &t->link);
   return corio_await(L, t, "watch", aux_unlink_abort, w, timeout);
 }

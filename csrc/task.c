@@ -1,15 +1,23 @@
 /*
  * task.c: tasks (corio.Task) and the await protocol.
  *
- * A task is a userdata holding struct corio_task; its coroutine is user
- * value 1 and its name user value 2. While a task has not finished, a slot
- * of the runtime's slot table anchors it, so parked tasks nobody holds
- * still run. When it finishes, its outcome (results, or one error object)
- * stays on the top of its dead coroutine's stack: join/wait copy it from
- * there, so joining twice returns the same values and costs no
- * allocation. A coroutine that returned normally is reused (Lua 5.3+):
- * its single result, if any, moves to user value 1, and the coroutine
- * goes to the runtime's idle pool for the next spawn.
+ * A task is a userdata holding struct corio_task (a corio_kid when it was
+ * spawned into a scope). While a task has not finished, a slot of the
+ * runtime's slot table anchors it and its coroutine, so parked tasks
+ * nobody holds still run. When it finishes, its outcome (results, or one
+ * error object) stays on the top of its dead coroutine's stack: join/wait
+ * copy it from there, so joining twice returns the same values and costs
+ * no allocation. A coroutine that returned normally is reused (Lua 5.3+):
+ * its single result, if any, is kept apart, and the coroutine goes to the
+ * runtime's idle pool for the next spawn.
+ *
+ * Where a finished task's outcome is kept (its coroutine, or its moved
+ * result) depends on the version. Lua 5.4 gives a task no user value,
+ * which saves 24 bytes a task: a weak-key table (an ephemeron, so the
+ * entry goes when the task does) maps the task to it. Before 5.4 user
+ * values live in a table anyway: user value 1 is the coroutine, replaced
+ * by the result when it moves. The name and the spawn site are user
+ * values after those.
  */
 #include "corio.h"
 #include <stdlib.h>
@@ -48,6 +56,41 @@ const char *corio_task_status(const corio_task *t) {
 #define TASK_REUSE 0
 #endif
 
+#define TASK_UVS CORIO_TASK_UVS
+#define TASK_UV_NAME CORIO_TASK_UV_NAME
+#define TASK_UV_SITE CORIO_TASK_UV_SITE
+/* slot table entries per task: the task, and its coroutine when no user
+   value anchors that */
+#define TASK_WIDTH (TASK_UVS ? 1 : 2)
+
+/* The 120 bytes the memory benchmark counts on (corio.h). */
+typedef char task_size_check[sizeof(void *) != 8 ||
+                             sizeof(corio_task) <= 120 ? 1 : -1];
+
+#if !TASK_UVS
+/* registry key of the weak-key table task -> kept outcome; one per Lua
+   state, so a task joined after its runtime is gone still has it */
+static const char task_kept = 'k';
+
+/* kept[task at idx] = value on top (popped) */
+static void aux_keep(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_kept);
+  lua_pushvalue(L, idx);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+static void aux_push_kept(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &task_kept);
+  lua_pushvalue(L, idx);
+  lua_rawget(L, -2);
+  lua_remove(L, -2);
+}
+#endif
+
 void corio_task_slots_init(lua_State *L, corio_rt *rt) {
   lua_newtable(L);
   rt->slots_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -59,6 +102,32 @@ void corio_task_slots_init(lua_State *L, corio_rt *rt) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   rt->idle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* The live tasks (slot_task) in spawn order: see corio.h. */
+static int aux_live_cmp(const void *a, const void *b) {
+  lua_Integer x = ((const corio_live *)a)->id, y = ((const corio_live *)b)->id;
+  return x < y ? -1 : x > y;
+}
+
+int corio_live_list(lua_State *L, corio_rt *rt, corio_live **out) {
+  int k, n = 0;
+  corio_live *v = (corio_live *)lua_newuserdata(
+      L, (size_t)(rt->n_live > 0 ? rt->n_live : 1) * sizeof *v);
+  for (k = 1; k <= rt->slot_top && n < rt->n_live; k++) {
+    corio_task *t = rt->slot_task[k];
+    if (!t) continue;
+    v[n].slot = k;
+    v[n++].id = t->id;
+  }
+  qsort(v, (size_t)n, sizeof *v, aux_live_cmp);
+  *out = v;
+  return n;
+}
+
+corio_task *corio_live_get(corio_rt *rt, const corio_live *e) {
+  corio_task *t = rt->slot_task ? rt->slot_task[e->slot] : NULL;
+  return t && t->id == e->id ? t : NULL;
 }
 
 /* Pushes an idle coroutine onto L and returns it, or NULL (none left).
@@ -82,43 +151,98 @@ void corio_task_slots_free(lua_State *L, corio_rt *rt) {
   rt->slots_ref = rt->idle_ref = LUA_NOREF;
   rt->nidle = 0;
   free(rt->slot_free);
+  free(rt->slot_task);
   rt->slot_free = NULL;
+  rt->slot_task = NULL;
   rt->slot_nfree = rt->slot_cap = 0;
 }
 
-/* Anchors the value on top of L (popped) in a free slot; returns it. The
-   slot is taken only once the store succeeded (it may raise: memory). */
-static int aux_slot_anchor(lua_State *L, corio_rt *rt) {
-  int slot = rt->slot_nfree ? rt->slot_free[rt->slot_nfree - 1]
-                            : rt->slot_top + 1;
+/* Anchors task t, on top of L below its coroutine when TASK_WIDTH is 2
+   (both popped), in a free slot; returns it. The slot is taken only once
+   the stores succeeded (they may raise: memory). */
+static int aux_slot_anchor(lua_State *L, corio_rt *rt, corio_task *t) {
+  int i, slot = rt->slot_nfree ? rt->slot_free[rt->slot_nfree - 1]
+                               : rt->slot_top + 1;
   if (!rt->slot_nfree && slot > rt->slot_cap) { /* room to free it later */
     int cap = rt->slot_cap ? rt->slot_cap * 2 : 256;
     int *p = (int *)realloc(rt->slot_free, (size_t)cap * sizeof *p);
+    corio_task **q;
     if (!p) luaL_error(L, "spawn: not enough memory");
     rt->slot_free = p;
+    q = (corio_task **)realloc(rt->slot_task, (size_t)(cap + 1) * sizeof *q);
+    if (!q) luaL_error(L, "spawn: not enough memory");
+    memset(q + rt->slot_cap + (rt->slot_cap > 0), 0,
+           (size_t)(cap + 1 - rt->slot_cap - (rt->slot_cap > 0)) * sizeof *q);
+    rt->slot_task = q;
     rt->slot_cap = cap;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->slots_ref);
-  lua_insert(L, -2);
-  lua_rawseti(L, -2, slot);
-  lua_pop(L, 1);
+  for (i = TASK_WIDTH; i >= 1; i--) {
+    lua_pushvalue(L, i - TASK_WIDTH - 2);
+    lua_rawseti(L, -2, TASK_WIDTH * (slot - 1) + i);
+  }
+  lua_pop(L, 1 + TASK_WIDTH);
   if (rt->slot_nfree) rt->slot_nfree--;
   else rt->slot_top = slot;
+  rt->slot_task[slot] = t;
   return slot;
 }
 
-static void aux_slot_release(lua_State *L, corio_rt *rt, int slot) {
+/* A table's array part never shrinks, so after a burst of tasks the slot
+   table (and the C arrays) would keep its size for good: once a quarter
+   or less of the slots are live, the live tasks move to a new table of
+   their size, in spawn-slot order. Amortized O(1) a finish. */
+static void aux_slot_compact(lua_State *L, corio_rt *rt) {
+  int i, k, m = 0, cap = 256;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->slots_ref);
-  lua_pushnil(L);
-  lua_rawseti(L, -2, slot);
+  lua_createtable(L, TASK_WIDTH * (int)rt->n_live, 0);
+  for (k = 1; k <= rt->slot_top; k++) {
+    corio_task *t = rt->slot_task[k];
+    if (!t) continue;
+    m++;
+    for (i = 1; i <= TASK_WIDTH; i++) {
+      lua_rawgeti(L, -2, TASK_WIDTH * (k - 1) + i);
+      lua_rawseti(L, -2, TASK_WIDTH * (m - 1) + i);
+    }
+    rt->slot_task[k] = NULL;
+    rt->slot_task[m] = t;
+    t->ref = m;
+  }
+  lua_rawseti(L, LUA_REGISTRYINDEX, rt->slots_ref);
   lua_pop(L, 1);
+  rt->slot_top = m;
+  rt->slot_nfree = 0;
+  while (cap < m) cap *= 2;
+  if (cap < rt->slot_cap) { /* a failed shrink keeps the larger block */
+    corio_task **q = (corio_task **)realloc(rt->slot_task,
+                                            (size_t)(cap + 1) * sizeof *q);
+    int *p;
+    if (!q) return;
+    rt->slot_task = q;
+    p = (int *)realloc(rt->slot_free, (size_t)cap * sizeof *p);
+    if (p) rt->slot_free = p;
+    rt->slot_cap = cap;
+  }
+}
+
+static void aux_slot_release(lua_State *L, corio_rt *rt, int slot) {
+  int i;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->slots_ref);
+  for (i = 1; i <= TASK_WIDTH; i++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, TASK_WIDTH * (slot - 1) + i);
+  }
+  lua_pop(L, 1);
+  rt->slot_task[slot] = NULL;
   rt->slot_free[rt->slot_nfree++] = slot; /* cap >= slot_top */
+  if (rt->slot_top >= 1024 && rt->n_live * 4 < rt->slot_top)
+    aux_slot_compact(L, rt);
 }
 
 void corio_task_push(lua_State *L, corio_task *t) {
   if (t->ref > 0 && t->rt) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->rt->slots_ref);
-    lua_rawgeti(L, -1, t->ref);
+    lua_rawgeti(L, -1, TASK_WIDTH * (t->ref - 1) + 1);
     lua_remove(L, -2);
   } else {
     lua_pushnil(L);
@@ -128,7 +252,7 @@ void corio_task_push(lua_State *L, corio_task *t) {
 const char *corio_task_name(lua_State *L, corio_task *t) {
   corio_task_push(L, t);
   if (!lua_isnil(L, -1)) {
-    corio_getuv(L, -1, 2);
+    corio_getuv(L, -1, TASK_UV_NAME);
     lua_remove(L, -2);
     if (lua_isstring(L, -1)) return lua_tostring(L, -1);
   }
@@ -140,7 +264,7 @@ const char *corio_task_name(lua_State *L, corio_task *t) {
 
 corio_scope *corio_task_cancelled_by(const corio_task *t) {
   const corio_task *owner = t; /* whose scopes the walk is in */
-  corio_scope *s = t->scope ? t->scope : t->parent;
+  corio_scope *s = t->scope ? t->scope : corio_task_parent(t);
   for (;;) {
     if (!s || s->owner != owner) { /* leaving owner's own scopes */
       if (owner->flags & CORIO_TF_CANCEL) return CORIO_SELF_CANCEL;
@@ -167,7 +291,7 @@ void corio_push_cancel(lua_State *L, corio_scope *by) {
    deadline. */
 corio_scope *corio_task_checkpoint(corio_task *t) {
   const corio_task *owner = t;
-  corio_scope *s = t->scope ? t->scope : t->parent;
+  corio_scope *s = t->scope ? t->scope : corio_task_parent(t);
   uint64_t now = 0;
   int have_now = 0;
   for (;;) {
@@ -405,10 +529,10 @@ static void aux_push_site(lua_State *L, corio_task *cur) {
       return;
     }
     /* the body of a PUC 5.1 protected call: go on in its caller's stack */
-    if (!cur || !(cur->flags & CORIO_TF_INLINE) || !cur->parent ||
-        !cur->parent->owner)
+    if (!cur || !(cur->flags & CORIO_TF_INLINE) || !corio_task_parent(cur) ||
+        !corio_task_parent(cur)->owner)
       break;
-    cur = cur->parent->owner;
+    cur = corio_task_parent(cur)->owner;
     co = cur->co;
     level = 0;
   }
@@ -441,36 +565,36 @@ static void aux_inherit_context(lua_State *L, corio_rt *rt,
 
 corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
                              const char *name, corio_scope *parent) {
-  int i, top = lua_gettop(L);
+  int i, top = lua_gettop(L), u = top + 1;
   int site = rt->debug || rt->trace_ref != LUA_NOREF;
-  /* user value 1: the coroutine; 2: the name, only when given; 3: where
-     it was spawned, only in debug mode or while tracing (finding the
-     line costs ~8% of a spawn) */
-  corio_task *t = (corio_task *)corio_newudata(L, sizeof *t,
-                                               site ? 3 : name ? 2 : 1);
-  memset(t, 0, sizeof *t);
+  size_t size = parent ? sizeof(corio_kid) : sizeof(corio_task);
+  /* user values (TASK_UVS) then the name, only when given, and where it
+     was spawned, only in debug mode or while tracing (finding the line
+     costs ~8% of a spawn) */
+  corio_task *t = (corio_task *)corio_newudata(
+      L, size, TASK_UVS + (site ? 2 : name ? 1 : 0));
+  memset(t, 0, size);
   t->ref = LUA_NOREF;
   t->timer.index = -1;
   corio_list_init(&t->link);
-  corio_list_init(&t->all);
-  corio_list_init(&t->scope_link);
-  corio_list_init(&t->joiners);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ctx->mt_ref[CORIO_MTR_TASK]);
-  lua_setmetatable(L, -2);
-  if (!rt->nidle || !(t->co = aux_idle_take(L, rt)))
-    t->co = lua_newthread(L);
-  else /* a hook set on it, by its last task or while idle, goes */
-    lua_sethook(t->co, NULL, 0, 0);
-  corio_setuv(L, -2, 1);
+  lua_setmetatable(L, u);
   if (name) {
     lua_pushstring(L, name);
-    corio_setuv(L, -2, 2);
+    corio_setuv(L, u, TASK_UV_NAME);
   }
   if (site) {
     aux_push_site(L, rt->current && rt->current->co == L ? rt->current
                                                           : NULL);
-    corio_setuv(L, -2, 3);
+    corio_setuv(L, u, TASK_UV_SITE);
   }
+  if (!rt->nidle || !(t->co = aux_idle_take(L, rt)))
+    t->co = lua_newthread(L);
+  else /* a hook set on it, by its last task or while idle, goes */
+    lua_sethook(t->co, NULL, 0, 0);
+#if TASK_UVS
+  corio_setuv(L, u, 1);
+#endif
   if (!lua_checkstack(t->co, nargs + 1)) /* raise on L, the running one */
     luaL_error(L, "spawn: too many arguments (%d)", nargs);
   lua_pushvalue(L, fnidx);
@@ -479,23 +603,28 @@ corio_task *corio_task_spawn(lua_State *L, corio_rt *rt, int fnidx, int nargs,
     lua_pushvalue(L, i);
     lua_xmove(L, t->co, 1);
   }
-  lua_pushvalue(L, -1);
-  t->ref = aux_slot_anchor(L, rt);
+  lua_pushvalue(L, u);
+#if !TASK_UVS
+  lua_pushvalue(L, u + 1); /* the coroutine */
+#endif
+  t->ref = aux_slot_anchor(L, rt, t);
+  lua_settop(L, u);
   t->rt = rt;
   t->id = rt->ctx->next_id++;
   t->nargs = nargs;
   t->state = CORIO_READY;
-  t->parent = parent;
   /* main has returned and the rest are being cancelled: a task spawned by
      their cleanup starts cancelled too, or run could never return */
   if (rt->reaping && !parent) t->flags |= CORIO_TF_CANCEL;
   /* (a nursery child is cancelled through its owner, which is: unless
      a shield keeps that out) */
   if (parent) {
-    corio_list_push(&parent->tasks, &t->scope_link);
+    corio_kid *k = corio_kid_of(t);
+    t->flags |= CORIO_TF_KID;
+    k->parent = parent;
+    corio_list_push(&parent->tasks, &k->scope_link);
     parent->nchildren++;
   }
-  corio_list_push(&rt->live, &t->all);
   rt->n_spawned++;
   rt->n_live++;
   t->born = rt->virtual_clock ? rt->vnow : rt->tick_ns;
@@ -588,9 +717,13 @@ static int aux_outcome(lua_State *dst, corio_task *t, int idx, int mode,
   int i, n = t->nargs;
   *raise = 0;
   luaL_checkstack(dst, n + 2, "too many results to join");
-  if (t->flags & CORIO_TF_MOVED) { /* its result is user value 1 */
+  if (t->flags & CORIO_TF_MOVED) { /* its result, if any, is kept */
     if (mode) lua_pushboolean(dst, 1);
+#if TASK_UVS
     if (n) corio_getuv(dst, idx, 1);
+#else
+    if (n) aux_push_kept(dst, idx);
+#endif
     return n + mode;
   }
   if (t->state == CORIO_DONE) {
@@ -608,9 +741,26 @@ static int aux_outcome(lua_State *dst, corio_task *t, int idx, int mode,
   return 1 + mode;
 }
 
+/* An unobserved failure's finalizer object (TASK_FAIL_MT), at index 1 of
+   the failed task's coroutine while t has CORIO_TF_ARMED; its user value
+   is the task. Its node is in rt->unobserved until the failure is
+   observed, reported, or collected. */
+typedef struct corio_failure {
+  corio_link node;
+  corio_task *task;
+} corio_failure;
+
+corio_task *corio_failure_task(corio_link *n) {
+  return corio_container(n, corio_failure, node)->task;
+}
+
 static void aux_observed(corio_task *t) {
   t->flags |= CORIO_TF_OBSERVED;
-  if (t->state == CORIO_FAILED) corio_list_remove(&t->all);
+  if (t->flags & CORIO_TF_ARMED) {
+    corio_failure *f = (corio_failure *)lua_touserdata(t->co, 1);
+    if (f && f->task == t) corio_list_remove(&f->node);
+    t->flags &= (uint16_t)~CORIO_TF_ARMED;
+  }
 }
 
 int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
@@ -621,23 +771,53 @@ int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
 }
 
 /* The finalizer of an unobserved failure (see TASK_FAIL_MT): a new
-   userdata whose user value is the task, kept below the error on the
+   corio_failure whose user value is the task, kept below the error on the
    task's finished coroutine, which nothing resumes again. */
-static void aux_arm_failure(lua_State *L, corio_task *t) {
+static void aux_arm_failure(lua_State *L, corio_rt *rt, corio_task *t) {
+  corio_failure *f;
   lua_checkstack(L, 3);
-  if (!lua_checkstack(t->co, 2)) return; /* reported when run ends */
-  corio_newudata(L, 1, 1);
+  if (!lua_checkstack(t->co, 2)) { /* no room: report it now */
+    corio_rt_defer_report(L, rt, t);
+    return;
+  }
+  f = (corio_failure *)corio_newudata(L, sizeof *f, 1);
+  f->task = t;
+  corio_list_init(&f->node);
   corio_task_push(L, t);
   corio_setuv(L, -2, 1);
   luaL_setmetatable(L, TASK_FAIL_MT); /* a new object: no list walk */
   lua_xmove(L, t->co, 1);
   lua_insert(t->co, 1);
+  corio_list_push(&rt->unobserved, &f->node);
+  t->flags |= CORIO_TF_ARMED;
+}
+
+/* t->joiners is a ring of the joiners' links with no head node (a list
+   head would cost every task 8 more bytes): only join parks on it, and
+   only join_abort and aux_wake_joiners take a joiner off. */
+static void aux_joiner_add(corio_task *u, corio_task *t) {
+  corio_link *n = &t->link, *h = u->joiners;
+  if (!h) {
+    n->next = n->prev = n;
+    u->joiners = n;
+    return;
+  }
+  n->prev = h->prev;
+  n->next = h;
+  h->prev->next = n;
+  h->prev = n;
+}
+
+static void aux_joiner_remove(corio_task *u, corio_link *n) {
+  if (u->joiners == n) u->joiners = n->next == n ? NULL : n->next;
+  corio_list_remove(n);
 }
 
 static void aux_wake_joiners(corio_task *t) {
   corio_link *n;
-  while ((n = corio_list_shift(&t->joiners))) {
+  while ((n = t->joiners) != NULL) {
     corio_task *j = corio_container(n, corio_task, link);
+    aux_joiner_remove(t, n);
     int raise, cnt;
     if (!lua_checkstack(j->co, t->nargs + 3)) { /* that joiner fails */
       aux_observed(t);
@@ -647,7 +827,7 @@ static void aux_wake_joiners(corio_task *t) {
       corio_wake_raise(j);
       continue;
     }
-    cnt = aux_outcome(j->co, t, 0, j->wait.arg, &raise);
+    cnt = aux_outcome(j->co, t, 0, j->wait_arg, &raise);
     aux_observed(t);
     if (raise) { /* like corio_wake_raise, but the error is handed over:
                     keep join_abort, so a cancellation cannot drop it */
@@ -659,33 +839,66 @@ static void aux_wake_joiners(corio_task *t) {
   }
 }
 
-/* A task returned normally with at most one result: the result moves to
-   user value 1 (replacing the coroutine), and the coroutine goes to the
-   idle pool for the next spawn, which clears its hook (a debug.sethook
-   on it must not follow into the next task). A normal return closed
-   every to-be-closed variable. A stack that grew is shrunk by the
-   collector, which does so for every coroutine it traverses (resetting
-   it here, lua_resetthread, cost a third of a spawn). */
+/* A task returned normally with at most one result: the result moves out
+   (to user value 1, replacing the coroutine, or to the kept table), and
+   the coroutine goes to the idle pool for the next spawn, if there is
+   room, which clears its hook (a debug.sethook on it must not follow into
+   the next task). A normal return closed every to-be-closed variable. A
+   stack that grew is shrunk by the collector, which does so for every
+   coroutine it traverses (resetting it here, lua_resetthread, cost a
+   third of a spawn). */
 static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_State *co = t->co;
   if (!lua_checkstack(L, 4)) return;
   corio_task_push(L, t);
+#if TASK_UVS
   if (t->nargs) lua_xmove(co, L, 1);
   else lua_pushnil(L);
   corio_setuv(L, -2, 1);
+#endif /* (else it was kept when the task finished) */
   lua_pop(L, 1);
   lua_settop(co, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
-  lua_pushthread(co);
-  lua_xmove(co, L, 1);
-  lua_rawseti(L, -2, ++rt->nidle); /* holds it (weakly) while idle */
-  lua_pop(L, 1);
+  if (rt->nidle < CORIO_IDLE_MAX) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_rawseti(L, -2, ++rt->nidle); /* holds it (weakly) while idle */
+    lua_pop(L, 1);
+  }
   t->co = NULL;
   t->flags |= CORIO_TF_MOVED;
 }
 
+#if !TASK_UVS
+/* Keeps what will hold t's outcome: its one result if its coroutine is
+   to be reused (nothing for none or nil), else the coroutine. First
+   thing when t finishes, since it may raise (memory) and then nothing
+   has changed yet. */
+static void aux_keep_outcome(lua_State *L, corio_task *t, int status,
+                             int nres) {
+  lua_State *co = t->co;
+  luaL_checkstack(L, 4, "finishing a task");
+  if (!lua_checkstack(co, 1))
+    luaL_error(L, "corio: no stack left to finish a task");
+  if (TASK_REUSE && status == LUA_OK && nres <= 1) {
+    if (!nres || lua_isnil(co, -1)) return;
+    lua_pushvalue(co, -1);
+  } else {
+    lua_pushthread(co);
+  }
+  lua_xmove(co, L, 1);
+  corio_task_push(L, t);
+  lua_insert(L, -2);
+  aux_keep(L, -2);
+  lua_pop(L, 1);
+}
+#endif
+
 void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   corio_rt *rt = t->rt;
+#if !TASK_UVS
+  aux_keep_outcome(L, t, status, nres);
+#endif
   if (status == LUA_OK) {
     t->state = CORIO_DONE;
     t->nargs = nres;
@@ -705,8 +918,7 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
   }
   if (corio_timer_armed(&t->timer)) corio_timer_disarm(rt, &t->timer);
   while (t->scope && t->scope->owner == t) corio_scope_pop(t, t->scope);
-  corio_list_remove(&t->scope_link);
-  corio_list_remove(&t->all);
+  if (t->flags & CORIO_TF_KID) corio_list_remove(&corio_kid_of(t)->scope_link);
   rt->n_live--;
   if (rt->max_tasks && !(t->flags & CORIO_TF_INLINE))
     corio_budget_give(&rt->tasks);
@@ -714,16 +926,14 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
     corio_trace(L, rt, t->state == CORIO_DONE ? "done"
                        : t->state == CORIO_FAILED ? "fail" : "cancel", t);
   aux_wake_joiners(t);
-  if (t->parent && t->parent->kind == CORIO_SCOPE_NURSERY) {
+  if (corio_task_parent(t) &&
+      corio_task_parent(t)->kind == CORIO_SCOPE_NURSERY) {
     t->flags |= CORIO_TF_OBSERVED;
-    corio_scope_child_done(L, t->parent, t);
+    corio_scope_child_done(L, corio_task_parent(t), t);
   }
-  if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)) {
-    corio_list_push(&rt->unobserved, &t->all);
-    aux_arm_failure(L, t); /* now it needs a finalizer */
-  }
-  if (TASK_REUSE && t->state == CORIO_DONE && t->nargs <= 1 &&
-      rt->nidle < CORIO_IDLE_MAX)
+  if (t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED))
+    aux_arm_failure(L, rt, t); /* now it needs a finalizer */
+  if (TASK_REUSE && t->state == CORIO_DONE && t->nargs <= 1)
     aux_retire(L, rt, t);
   aux_slot_release(L, rt, t->ref); /* last: t may be collected */
   t->ref = LUA_NOREF;
@@ -736,7 +946,7 @@ void corio_task_finish(lua_State *L, corio_task *t, int status, int nres) {
    waits for the next await), so a failure is never dropped unseen. */
 static int join_abort(corio_task *t, int woken) {
   if (woken > 0) return 0;
-  corio_list_remove(&t->link);
+  aux_joiner_remove((corio_task *)t->wait.obj, &t->link);
   return 1;
 }
 
@@ -751,8 +961,8 @@ static int aux_join(lua_State *L, int mode) {
   }
   if (!u->rt || u->rt != t->rt)
     luaL_error(L, "%s: the task belongs to another runtime", fname);
-  corio_list_push(&u->joiners, &t->link);
-  t->wait.arg = mode;
+  aux_joiner_add(u, t);
+  t->wait_arg = mode;
   return corio_await(L, t, "join", join_abort, u, -1);
 }
 
@@ -794,7 +1004,7 @@ static int ltask_index(lua_State *L) {
     return 1;
   }
   if (k && strcmp(k, "name") == 0) {
-    corio_getuv(L, 1, 2);
+    corio_getuv(L, 1, TASK_UV_NAME);
     if (lua_isnil(L, -1)) lua_pushfstring(L, "task#%d", (int)t->id);
     return 1;
   }
@@ -804,7 +1014,7 @@ static int ltask_index(lua_State *L) {
 
 static int ltask_tostring(lua_State *L) {
   corio_task *t = corio_check_task(L, 1);
-  corio_getuv(L, 1, 2);
+  corio_getuv(L, 1, TASK_UV_NAME);
   if (lua_isnil(L, -1)) lua_pushfstring(L, "task#%d", (int)t->id);
   lua_pushfstring(L, "corio.Task(%d '%s', %s)", (int)t->id,
                   lua_tostring(L, -1), corio_task_status(t));
@@ -815,16 +1025,17 @@ static int ltask_tostring(lua_State *L) {
    them have a finalizer; live tasks are anchored, and at lua_close the
    runtime's own finalizer detaches them. */
 static int ltask_gc(lua_State *L) {
+  corio_failure *f = (corio_failure *)luaL_checkudata(L, 1, TASK_FAIL_MT);
   corio_task *t;
-  luaL_checkudata(L, 1, TASK_FAIL_MT);
+  int linked = corio_linked(&f->node);
+  corio_list_remove(&f->node);
   corio_getuv(L, 1, 1);
   t = (corio_task *)corio_testudata(L, -1, TASK_MT);
   if (!t || t->state < CORIO_DONE) return 0;
   if (t->rt && t->state == CORIO_FAILED && !(t->flags & CORIO_TF_OBSERVED)
-      && corio_linked(&t->all)) { /* still unobserved */
+      && linked) /* still unobserved */
     corio_rt_defer_report(L, t->rt, t);
-    corio_list_remove(&t->all);
-  }
+  t->flags &= (uint16_t)~CORIO_TF_ARMED;
   t->rt = NULL;
   return 0;
 }
@@ -872,8 +1083,9 @@ static int lcorio_spawn(lua_State *L) {
 }
 
 corio_task *corio_task_logical(corio_task *t) {
-  while ((t->flags & CORIO_TF_INLINE) && t->parent && t->parent->owner)
-    t = t->parent->owner;
+  while ((t->flags & CORIO_TF_INLINE) && corio_task_parent(t) &&
+         corio_task_parent(t)->owner)
+    t = corio_task_parent(t)->owner;
   return t;
 }
 
@@ -948,6 +1160,14 @@ void corio_open_task(lua_State *L) {
   luaL_newmetatable(L, TASK_FAIL_MT);
   corio_setfuncs(L, task_fail_meta, 0);
   lua_pop(L, 1);
+#if !TASK_UVS
+  lua_newtable(L); /* task_kept: weak keys, an ephemeron table */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_kept);
+#endif
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
   corio_setfuncs(L, spawn_funcs, 2);
