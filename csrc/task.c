@@ -1161,12 +1161,18 @@ void corio_open_task(lua_State *L) {
   corio_setfuncs(L, task_fail_meta, 0);
   lua_pop(L, 1);
 #if !TASK_UVS
-  lua_newtable(L); /* task_kept: weak keys, an ephemeron table */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &task_kept);
+  /* task_kept: weak keys, an ephemeron table. Made once per state: a
+     second open of the module (package.loaded cleared) must not drop the
+     outcomes tasks of the first one keep there */
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &task_kept) == LUA_TNIL) {
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &task_kept);
+  }
+  lua_pop(L, 1);
 #endif
   corio_setfuncs(L, funcs, 0);
   corio_setfuncs(L, await_funcs, 1);
