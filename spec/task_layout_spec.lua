@@ -133,13 +133,14 @@ describe("the live-task table", function()
     local growth = H.run_plain(nil, function()
       full_gc()
       local before = collectgarbage("count")
-      local ev = corio.event()
-      local ts = {}
-      for i = 1, 30000 do ts[i] = corio.spawn(function() ev:wait() end) end
-      corio.yield()
-      ev:set()
-      for i = 1, 30000 do ts[i]:join() end
-      ts = nil
+      do
+        local ev = corio.event()
+        local ts = {}
+        for i = 1, 30000 do ts[i] = corio.spawn(function() ev:wait() end) end
+        corio.yield()
+        ev:set()
+        for i = 1, 30000 do ts[i]:join() end
+      end
       full_gc()
       return collectgarbage("count") - before
     end)
