@@ -89,6 +89,65 @@ static void aux_push_kept(lua_State *L, int idx) {
   lua_rawget(L, -2);
   lua_remove(L, -2);
 }
+
+/* A moved result that is not collectable (the common nil, boolean or
+   number) stays in the task itself, costing no table entry: its bits in
+   the timer's `due` (disarmed for good once the task finished), its kind
+   in wait_arg. Anything else is in task_kept (RES_KEPT). */
+enum { RES_KEPT, RES_NIL, RES_FALSE, RES_TRUE, RES_INT, RES_FLT, RES_PTR };
+
+static int aux_res_kind(lua_State *co, int idx) {
+  switch (lua_type(co, idx)) {
+  case LUA_TNIL: return RES_NIL;
+  case LUA_TBOOLEAN: return lua_toboolean(co, idx) ? RES_TRUE : RES_FALSE;
+  case LUA_TNUMBER:
+    if (lua_isinteger(co, idx)) return RES_INT;
+    return sizeof(lua_Number) <= sizeof(uint64_t) ? RES_FLT : RES_KEPT;
+  case LUA_TLIGHTUSERDATA: return RES_PTR;
+  default: return RES_KEPT;
+  }
+}
+
+/* Moves the result on top of co (if n) into t, as aux_res_kind says. */
+static void aux_res_store(corio_task *t, lua_State *co, int n) {
+  uint64_t bits = 0;
+  int kind = n ? aux_res_kind(co, -1) : RES_NIL;
+  if (kind == RES_INT) {
+    lua_Integer i = lua_tointeger(co, -1);
+    memcpy(&bits, &i, sizeof i);
+  } else if (kind == RES_FLT) {
+    lua_Number x = lua_tonumber(co, -1);
+    memcpy(&bits, &x, sizeof x);
+  } else if (kind == RES_PTR) {
+    bits = (uint64_t)(uintptr_t)lua_touserdata(co, -1);
+  }
+  t->timer.due = bits;
+  t->wait_arg = kind;
+}
+
+/* Pushes t's moved result (t at idx of L). */
+static void aux_res_push(lua_State *L, corio_task *t, int idx) {
+  uint64_t bits = t->timer.due;
+  switch (t->wait_arg) {
+  case RES_NIL: lua_pushnil(L); break;
+  case RES_FALSE: lua_pushboolean(L, 0); break;
+  case RES_TRUE: lua_pushboolean(L, 1); break;
+  case RES_INT: {
+    lua_Integer i;
+    memcpy(&i, &bits, sizeof i);
+    lua_pushinteger(L, i);
+    break;
+  }
+  case RES_FLT: {
+    lua_Number x;
+    memcpy(&x, &bits, sizeof x);
+    lua_pushnumber(L, x);
+    break;
+  }
+  case RES_PTR: lua_pushlightuserdata(L, (void *)(uintptr_t)bits); break;
+  default: aux_push_kept(L, idx);
+  }
+}
 #endif
 
 void corio_task_slots_init(lua_State *L, corio_rt *rt) {
@@ -722,7 +781,7 @@ static int aux_outcome(lua_State *dst, corio_task *t, int idx, int mode,
 #if TASK_UVS
     if (n) corio_getuv(dst, idx, 1);
 #else
-    if (n) aux_push_kept(dst, idx);
+    if (n) aux_res_push(dst, t, idx);
 #endif
     return n + mode;
   }
@@ -849,29 +908,32 @@ static void aux_wake_joiners(corio_task *t) {
    third of a spawn). */
 static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
   lua_State *co = t->co;
-  if (!lua_checkstack(L, 4)) return;
-  corio_task_push(L, t);
 #if TASK_UVS
+  if (!lua_checkstack(L, 4)) return; /* it keeps its coroutine */
+  corio_task_push(L, t);
   if (t->nargs) lua_xmove(co, L, 1);
   else lua_pushnil(L);
   corio_setuv(L, -2, 1);
-#endif /* (else it was kept when the task finished) */
   lua_pop(L, 1);
+#else /* (a collectable one was kept when the task finished) */
+  aux_res_store(t, co, t->nargs);
+#endif
   lua_settop(co, 0);
-  if (rt->nidle < CORIO_IDLE_MAX) {
+  t->co = NULL;
+  t->flags |= CORIO_TF_MOVED;
+  if (rt->nidle < CORIO_IDLE_MAX && lua_checkstack(L, 3)) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->idle_ref);
     lua_pushthread(co);
     lua_xmove(co, L, 1);
     lua_rawseti(L, -2, ++rt->nidle); /* holds it (weakly) while idle */
     lua_pop(L, 1);
   }
-  t->co = NULL;
-  t->flags |= CORIO_TF_MOVED;
 }
 
 #if !TASK_UVS
 /* Keeps what will hold t's outcome: its one result if its coroutine is
-   to be reused (nothing for none or nil), else the coroutine. First
+   to be reused (nothing for none or one t can hold itself: aux_res_kind),
+   else the coroutine. First
    thing when t finishes, since it may raise (memory) and then nothing
    has changed yet. */
 static void aux_keep_outcome(lua_State *L, corio_task *t, int status,
@@ -881,7 +943,7 @@ static void aux_keep_outcome(lua_State *L, corio_task *t, int status,
   if (!lua_checkstack(co, 1))
     luaL_error(L, "corio: no stack left to finish a task");
   if (TASK_REUSE && status == LUA_OK && nres <= 1) {
-    if (!nres || lua_isnil(co, -1)) return;
+    if (!nres || aux_res_kind(co, -1) != RES_KEPT) return;
     lua_pushvalue(co, -1);
   } else {
     lua_pushthread(co);

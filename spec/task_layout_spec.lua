@@ -41,6 +41,34 @@ describe("a finished task's outcome", function()
     end)
   end)
 
+  it("keeps a single result of every type exactly", function()
+    local big = math.maxinteger or 2 ^ 53
+    local values = { false, true, 0, -1, big, -big, 0.1, -0.0, 1 / 0, -1 / 0, "s", "", {}, print }
+    local tasks = H.run(function()
+      local ts = {}
+      for i, v in ipairs(values) do ts[i] = corio.spawn(function() return v end) end
+      ts.nan = corio.spawn(function() return 0 / 0 end)
+      ts.none = corio.spawn(function() return nil end)
+      corio.sleep(1)
+      return ts
+    end)
+    full_gc()
+    H.run(function()
+      for i, v in ipairs(values) do
+        local got = tasks[i]:join()
+        assert.equal(v, got)
+        assert.equal(type(v), type(got))
+        if math.type then assert.equal(math.type(v), math.type(got)) end
+        if v == 0 and type(v) == "number" then assert.equal(1 / v, 1 / got) end -- -0.0
+      end
+      local nan = tasks.nan:join()
+      assert.is_true(nan ~= nan)
+      local ok, none = tasks.none:wait()
+      assert.is_true(ok)
+      assert.is_nil(none)
+    end)
+  end)
+
   it("is the same object each time it is joined, also after its runtime was collected", function()
     local t
     do
