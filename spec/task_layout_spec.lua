@@ -177,6 +177,34 @@ describe("the live-task table", function()
   end)
 end)
 
+describe("a parked task nobody holds", function()
+  it("stays whole when its coroutine is closed by hand and collections run (5.4)", function()
+    if not coroutine.close then
+      pending("needs coroutine.close (Lua 5.4)")
+      return
+    end
+    local reports = {}
+    local r = H.run(function()
+      local cos = {}
+      for i = 1, 50 do
+        corio.spawn(function() -- handle dropped at once
+          cos[i] = coroutine.running()
+          corio.sleep(1)
+        end)
+      end
+      corio.yield()
+      for i = 1, 50 do coroutine.close(cos[i]) end
+      for _ = 1, 3 do full_gc() end
+      corio.sleep(2) -- their timers fire on what is left of them
+      for _ = 1, 3 do full_gc() end
+      return corio.stats()
+    end, { on_error = function(e) reports[#reports + 1] = e end })
+    assert.equal(1, r.alive)
+    assert.equal(50, r.failed)
+    assert.equal(50, #reports)
+  end)
+end)
+
 describe("joiners of one task", function()
   -- three tasks join one target; some are cancelled while parked, in
   -- every order; the others get the result
