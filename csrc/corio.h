@@ -444,6 +444,8 @@ void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t);
 /* From a task's __gc: queue its error; the scheduler reports it (no user
    code runs inside a finalizer, nor during lua_close). */
 void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t);
+/* The same for the value on top of L (popped). */
+void corio_rt_defer_value(lua_State *L, corio_rt *rt);
 
 /* A run's phases, shared by rt:run and the host loop (host.c): begin
    binds rt to L and spawns main (pushed); drive runs the scheduler

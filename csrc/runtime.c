@@ -107,18 +107,28 @@ void corio_rt_report(lua_State *L, corio_rt *rt, corio_task *t) {
   corio_rt_report_value(L, rt);
 }
 
-void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t) {
-  if (!rt->running) return; /* run already reported it, or is gone */
+void corio_rt_defer_value(lua_State *L, corio_rt *rt) {
+  if (!rt->running) { /* run already reported it, or is gone */
+    lua_pop(L, 1);
+    return;
+  }
   lua_checkstack(L, 3);
   if (rt->pending_ref == LUA_NOREF) {
     lua_newtable(L);
     rt->pending_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pending_ref);
-  lua_pushvalue(t->co, -1);
-  lua_xmove(t->co, L, 1);
+  lua_insert(L, -2);
   lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
   lua_pop(L, 1);
+}
+
+void corio_rt_defer_report(lua_State *L, corio_rt *rt, corio_task *t) {
+  if (!rt->running) return;
+  lua_checkstack(L, 4);
+  lua_pushvalue(t->co, -1);
+  lua_xmove(t->co, L, 1);
+  corio_rt_defer_value(L, rt);
 }
 
 /* Reports the errors queued by finalizers, from the scheduler. */

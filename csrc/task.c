@@ -835,8 +835,11 @@ int corio_task_outcome(lua_State *dst, corio_task *t, int idx, int mode,
 static void aux_arm_failure(lua_State *L, corio_rt *rt, corio_task *t) {
   corio_failure *f;
   lua_checkstack(L, 3);
-  if (!lua_checkstack(t->co, 2)) { /* no room: report it now */
-    corio_rt_defer_report(L, rt, t);
+  if (!lua_checkstack(t->co, 2)) { /* no room: queue its report now */
+    lua_xmove(t->co, L, 1); /* a copy without growing co's stack */
+    lua_pushvalue(L, -1);
+    lua_xmove(L, t->co, 1);
+    corio_rt_defer_value(L, rt);
     return;
   }
   f = (corio_failure *)corio_newudata(L, sizeof *f, 1);
@@ -876,8 +879,8 @@ static void aux_wake_joiners(corio_task *t) {
   corio_link *n;
   while ((n = t->joiners) != NULL) {
     corio_task *j = corio_container(n, corio_task, link);
-    aux_joiner_remove(t, n);
     int raise, cnt;
+    aux_joiner_remove(t, n);
     if (!lua_checkstack(j->co, t->nargs + 3)) { /* that joiner fails */
       aux_observed(t);
       corio_error_push(corio_wake_stack(j, 1), "task", NULL, "join: %d "
@@ -899,9 +902,10 @@ static void aux_wake_joiners(corio_task *t) {
 }
 
 /* A task returned normally with at most one result: the result moves out
-   (to user value 1, replacing the coroutine, or to the kept table), and
-   the coroutine goes to the idle pool for the next spawn, if there is
-   room, which clears its hook (a debug.sethook on it must not follow into
+   (before 5.4 to user value 1, replacing the coroutine; on 5.4 into the
+   task itself, or, if collectable, to the kept table), and the coroutine
+   goes to the idle pool for the next spawn if there is room; taking it
+   from there clears its hook (a debug.sethook on it must not follow into
    the next task). A normal return closed every to-be-closed variable. A
    stack that grew is shrunk by the collector, which does so for every
    coroutine it traverses (resetting it here, lua_resetthread, cost a
@@ -933,9 +937,8 @@ static void aux_retire(lua_State *L, corio_rt *rt, corio_task *t) {
 #if !TASK_UVS
 /* Keeps what will hold t's outcome: its one result if its coroutine is
    to be reused (nothing for none or one t can hold itself: aux_res_kind),
-   else the coroutine. First
-   thing when t finishes, since it may raise (memory) and then nothing
-   has changed yet. */
+   else the coroutine. First thing when t finishes, since it may raise
+   (memory) and then nothing has changed yet. */
 static void aux_keep_outcome(lua_State *L, corio_task *t, int status,
                              int nres) {
   lua_State *co = t->co;
